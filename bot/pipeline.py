@@ -1,0 +1,133 @@
+"""The one orchestrator: poll one feed = fetch → parse → new? → passages → embed → match → outbox.
+
+Stages never call each other; this module is the only place that knows their order. A feed's
+failure is recorded against that feed (with back-off) and never reaches the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from bot.config import Config, FeedConfig
+from bot.embed import AsyncEmbedder
+from bot.fetch import FetchLimits, fetch_feed
+from bot.match import NarrativeIndex, probe_texts
+from bot.models import Article, FetchResult
+from bot.parse import parse_feed
+from bot.store import Store
+from bot.text import make_passages
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class PollReport:
+    """What one poll of one feed did, for logs, the CLI and tests."""
+
+    feed: str
+    status: str  # "new", "unchanged", "not-modified", "error", "backing-off"
+    articles: int = 0
+    new_articles: int = 0
+    passages_embedded: int = 0
+    matches: int = 0
+    error: str | None = None
+
+
+def fetch_limits(config: Config) -> FetchLimits:
+    f = config.fetch
+    return FetchLimits(timeout_s=f.timeout.total_seconds(),
+                       connect_timeout_s=f.connect_timeout.total_seconds(),
+                       max_bytes=f.max_bytes, max_redirects=f.max_redirects,
+                       user_agent=f.user_agent, allow_file_urls=f.allow_file_urls)
+
+
+class Pipeline:
+    """Polls feeds and turns their new articles into matches and pending alerts."""
+
+    def __init__(self, config: Config, store: Store, index: NarrativeIndex,
+                 embedder: AsyncEmbedder, client: httpx.AsyncClient,
+                 chats: Callable[[], Sequence[str]]) -> None:
+        self.config = config
+        self.store = store
+        self.index = index
+        self.embedder = embedder
+        self.client = client
+        self.chats = chats
+        self.limits = fetch_limits(config)
+        self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
+
+    async def poll_all(self, *, force: bool = False) -> list[PollReport]:
+        feeds = [f for f in self.config.feeds if f.enabled]
+        return list(await asyncio.gather(*(self.poll_feed(f, force=force) for f in feeds)))
+
+    async def poll_feed(self, feed: FeedConfig, *, force: bool = False) -> PollReport:
+        health = self.store.feed_health(feed.name, feed.url)
+        now = datetime.now(UTC)
+        if not force and health.retry_at and health.retry_at > now:
+            return PollReport(feed.name, "backing-off", error=health.last_error)
+        async with self._fetch_slots:
+            result = await fetch_feed(self.client, feed.url, health.cache, self.limits)
+        if result.error is not None:
+            return self._feed_failed(feed, result.error, result)
+        if result.not_modified or result.body is None:
+            self.store.record_feed_ok(feed.name, result.cache)
+            return PollReport(feed.name, "not-modified")
+        parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
+                                         source=feed.name, feed_url=feed.url)
+        if parsed.error is not None:
+            return self._feed_failed(feed, parsed.error, result)
+        if parsed.warning:
+            log.info("feed %s: %s", feed.name, parsed.warning)
+        report = await self._process(feed, parsed.articles)
+        self.store.record_feed_ok(feed.name, result.cache, report.new_articles)
+        return report
+
+    async def _process(self, feed: FeedConfig, articles: list[Article]) -> PollReport:
+        # Feeds list newest first; process oldest first so alerts arrive in order.
+        fresh = self.store.unseen(list(reversed(articles)))
+        if not fresh:
+            return PollReport(feed.name, "unchanged", articles=len(articles))
+        matching = self.config.matching
+        passages = [make_passages(a.title, a.text, max_chars=matching.passage_chars,
+                                  max_passages=matching.max_passages) for a in fresh]
+        probes = [probe_texts(ps) for ps in passages]
+        vectors = await self.embedder.encode([t for texts in probes for t in texts])
+        chats = list(self.chats())
+        matches = 0
+        offset = 0
+        for article, article_passages, texts in zip(fresh, passages, probes, strict=True):
+            article_vectors = vectors[offset:offset + len(texts)]
+            offset += len(texts)
+            found = self.index.match(article_passages, article_vectors)
+            matches += len(found)
+            self.store.record_article(article, len(article_passages), found, chats)
+            for m in found:
+                log.info("match %s score=%.3f in %s: %s", m.narrative_id, m.score, feed.name,
+                         article.title[:80])
+        return PollReport(feed.name, "new", articles=len(articles), new_articles=len(fresh),
+                          passages_embedded=len(vectors), matches=matches)
+
+    def _feed_failed(self, feed: FeedConfig, error: str, result: FetchResult) -> PollReport:
+        health = self.store.feed_health(feed.name, feed.url)
+        delay = backoff_delay(feed.interval, health.consecutive_errors + 1, result.retry_after_s)
+        self.store.record_feed_error(feed.name, error, datetime.now(UTC) + delay)
+        log.warning("feed %s failed (%s); next try in %ss", feed.name, error,
+                    int(delay.total_seconds()))
+        return PollReport(feed.name, "error", error=error)
+
+
+def backoff_delay(interval: timedelta, failures: int, retry_after_s: float | None) -> timedelta:
+    """Exponential back-off from the feed's own interval, capped; a server's Retry-After wins."""
+    delay = min(interval * (2 ** max(failures - 1, 0)), max(MAX_BACKOFF, interval))
+    if retry_after_s is not None:
+        delay = max(delay, timedelta(seconds=min(retry_after_s, 86400)))
+    return delay
+

@@ -1,0 +1,87 @@
+"""Assemble the running parts from a config file: settings, store, embedder, narrative index.
+
+The CLI and the tests build the bot the same way through `Runtime.open`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from bot.config import Config, Narrative, load_config, load_narratives
+from bot.embed import AsyncEmbedder, Embedder, load_embedder
+from bot.match import Centering, NarrativeIndex, PassageScore, probe_texts
+from bot.models import Passage
+from bot.store import Store
+from bot.text import make_passages
+
+log = logging.getLogger(__name__)
+
+
+def load_settings(config_path: Path) -> tuple[Config, list[Narrative]]:
+    """Validate config.toml and every narrative file; raises ConfigError, touches nothing."""
+    config = load_config(config_path)
+    return config, load_narratives(config.narratives_dir)
+
+
+def background_sentences(path: Path | None) -> list[str]:
+    if path is None:
+        text = resources.files("bot").joinpath("data/background.txt").read_text("utf-8")
+    else:
+        text = Path(path).read_text("utf-8")
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def background_centering(config: Config, embedder: Embedder, store: Store) -> Centering:
+    """The mean embedding of ordinary news, computed once per model and background and cached."""
+    if not config.matching.centering:
+        return Centering()
+    sentences = background_sentences(config.matching.background_file)
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:16]
+    key = f"background_mean:{embedder.name}:{digest}"
+    cached = store.get_meta(key)
+    if cached is not None:
+        return Centering(np.asarray(json.loads(cached), dtype=np.float32))
+    log.info("computing the background mean over %d sentences (once per model)", len(sentences))
+    mean = embedder.encode(sentences).mean(axis=0)
+    store.set_meta(key, json.dumps([round(float(x), 7) for x in mean]))
+    return Centering(mean.astype(np.float32))
+
+
+@dataclass
+class Runtime:
+    config: Config
+    narratives: list[Narrative]
+    store: Store
+    embedder: AsyncEmbedder
+    index: NarrativeIndex
+
+    @classmethod
+    def open(cls, config: Config, narratives: list[Narrative], store: Store | None = None,
+             embedder: Embedder | None = None) -> Runtime:
+        store = store or Store(config.state.path)
+        embedder = embedder or load_embedder(config.model)
+        index = NarrativeIndex(narratives, embedder,
+                               default_threshold=config.matching.threshold,
+                               counter_margin=config.matching.counter_margin,
+                               exclusive=config.matching.exclusive,
+                               centering=background_centering(config, embedder, store))
+        return cls(config, narratives, store, AsyncEmbedder(embedder), index)
+
+    def score(self, title: str, text: str) -> tuple[list[Passage], list[PassageScore]]:
+        """Passages of a document and each narrative's best score: how analysts tune seeds."""
+        matching = self.config.matching
+        passages = make_passages(title, text, max_chars=matching.passage_chars,
+                                 max_passages=matching.max_passages)
+        vectors = self.embedder.encode_blocking(probe_texts(passages))
+        return passages, self.index.score(passages, vectors)
+
+    def close(self) -> None:
+        self.store.close()

