@@ -1,4 +1,4 @@
-"""`narrative-bot run | poll --once [--dry-run] | score TEXT | check-config`.
+"""`narrative-bot run | poll --once | score TEXT | check-config | check-feeds | eval DIR`.
 
 Every command takes `--config PATH` (default ./config.toml); relative paths inside it are
 resolved against the config file's folder. A bad config exits with status 2 before any state
@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
+import httpx
 from telegram import Bot
 
-from bot.config import Config, ConfigError
+from bot import evaluate
+from bot.config import Config, ConfigError, FeedConfig
 from bot.deliver import AlertSink, ConsoleSink, TelegramSink
-from bot.fetch import make_client
+from bot.fetch import fetch_feed, make_client
 from bot.logs import setup_logging
+from bot.models import HttpCacheState
+from bot.parse import parse_feed
 from bot.pipeline import Pipeline, PollReport, fetch_limits
 from bot.runtime import Runtime, load_settings
 from bot.schedule import build_scheduler
-from bot.store import Store
+from bot.store import FeedHealth, Store
 
 log = logging.getLogger("narrative-bot")
 
@@ -46,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("text", nargs="?", help="the text to score")
     score.add_argument("--file", type=Path, help="read the text from a file instead")
     sub.add_parser("check-config", parents=[common], help="validate config and narratives")
+    health = sub.add_parser("check-feeds", parents=[common],
+                            help="each feed's health from state (exit 1 if any is failing)")
+    health.add_argument("--probe", action="store_true",
+                        help="also fetch and parse every feed now (state is not changed)")
+    ev = sub.add_parser("eval", parents=[common], help="matching quality on a labelled dataset")
+    ev.add_argument("dataset", type=Path, help="folder: alerts, claims or parallel layout")
+    ev.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    ev.add_argument("--split", default="dev", help="claims: which queries (default dev)")
+    ev.add_argument("--limit", type=int, help="parallel: only the first N sentences")
     return parser
 
 
@@ -60,17 +75,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, secrets=[token])
     if args.command == "check-config":
         return _check_config(config, len(narratives))
+    if args.command == "check-feeds":
+        return asyncio.run(_check_feeds(config, probe=args.probe))
     if args.command == "score":
         return _score(args, config, narratives)
-    if args.command == "poll":
-        return asyncio.run(_poll_once(config, narratives, token, dry_run=args.dry_run))
-    return asyncio.run(_run(config, narratives, token))
+    if args.command == "eval":
+        return _eval(args, config, narratives)
+    try:
+        if args.command == "poll":
+            return asyncio.run(_poll_once(config, narratives, token, dry_run=args.dry_run))
+        return asyncio.run(_run(config, narratives, token))
+    except Exception:
+        # Logged, not printed: the log handler redacts the token from the traceback.
+        log.exception("%s failed", args.command)
+        return 1
 
 
 def _check_config(config: Config, narrative_count: int) -> int:
     print(f"{config.source_file}: OK — {len(config.feeds)} feeds, {narrative_count} narratives, "
           f"model {config.model.backend}, state {config.state.path}")
     return 0
+
+
+async def _check_feeds(config: Config, *, probe: bool) -> int:
+    store = Store.in_memory_copy(config.state.path)
+    known = {h.name: h for h in store.all_feed_health()}
+    store.close()
+    failing = 0
+    async with make_client(fetch_limits(config)) as client:
+        for feed in config.feeds:
+            line, bad = _feed_health_line(feed, known.get(feed.name))
+            failing += bad
+            print(line)
+            if probe:
+                print(f"    probe: {await _probe(client, config, feed)}")
+    return 1 if failing else 0
+
+
+def _feed_health_line(feed: FeedConfig, health: FeedHealth | None) -> tuple[str, bool]:
+    if not feed.enabled:
+        return f"{feed.name}: disabled", False
+    if health is None or health.last_poll_at is None:
+        return f"{feed.name}: never polled ({feed.url})", False
+
+    def when(t: datetime | None) -> str:
+        return f"{t:%Y-%m-%d %H:%M:%S} UTC" if t else "never"
+
+    if health.consecutive_errors == 0:
+        return (f"{feed.name}: ok — last poll {when(health.last_poll_at)}, "
+                f"{health.articles_seen} articles"), False
+    state = "PAUSED" if health.paused_at else "FAILING"
+    return (f"{feed.name}: {state} — {health.consecutive_errors} failures in a row, last ok "
+            f"{when(health.last_ok_at)}, next try {when(health.retry_at)}\n"
+            f"    last error: {health.last_error}"), True
+
+
+async def _probe(client: httpx.AsyncClient, config: Config, feed: FeedConfig) -> str:
+    result = await fetch_feed(client, feed.url, HttpCacheState(), fetch_limits(config))
+    if result.error or result.body is None:
+        return f"fetch failed: {result.error}"
+    parsed = parse_feed(result.body, result.headers, source=feed.name, feed_url=feed.url)
+    got = f"HTTP {result.status}" if result.status else f"{len(result.body)} bytes"
+    if parsed.error:
+        return f"{got}, parse failed: {parsed.error}"
+    return f"{got}, {len(parsed.articles)} articles"
 
 
 def _score(args: argparse.Namespace, config: Config, narratives: list) -> int:
@@ -94,6 +162,37 @@ def _score(args: argparse.Namespace, config: Config, narratives: list) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
+    try:
+        kind = evaluate.dataset_kind(args.dataset)
+    except ValueError as exc:
+        print(f"eval: {exc}", file=sys.stderr)
+        return 2
+    runtime = Runtime.open(config, narratives, store=Store.in_memory_copy(config.state.path))
+    encode = runtime.embedder.encode_blocking
+    try:
+        if kind == "alerts":
+            figures, results = evaluate.eval_alerts(runtime, args.dataset)
+            for r in results:
+                mark = "ok " if r.expected == r.alerted and r.evidence_ok is not False else "BAD"
+                print(f"{mark} {r.doc:24} expected {sorted(r.expected) or '-'} "
+                      f"alerted {sorted(r.alerted) or '-'}")
+        elif kind == "claims":
+            figures = evaluate.eval_claims(encode, runtime.index.centering,
+                                           config.matching.threshold, args.dataset, args.split)
+        else:
+            figures = evaluate.eval_parallel(encode, runtime.index.centering, args.dataset,
+                                             args.limit)
+    finally:
+        runtime.close()
+    print(f"{kind} eval of {args.dataset} with {runtime.embedder.embedder.name}:")
+    for name, value in figures.items():
+        print(f"  {name:28} {value:.3f}" if isinstance(value, float) else f"  {name:28} {value}")
+    if args.json:
+        print(json.dumps({"kind": kind, **figures}))
+    return 0
+
+
 def _sink(config: Config, token: str, store: Store) -> tuple[AlertSink, Bot | None]:
     if not token:
         log.warning("no bot token in $%s: alerts are printed to the console",
@@ -112,6 +211,8 @@ def _chats(config: Config, token: str) -> list[str]:
 async def _poll_once(config: Config, narratives: list, token: str, *, dry_run: bool) -> int:
     store = Store.in_memory_copy(config.state.path) if dry_run else Store(config.state.path)
     runtime = Runtime.open(config, narratives, store=store)
+    if not dry_run:
+        _recover(store)
     sink: AlertSink
     if dry_run:
         sink, bot = ConsoleSink(store), None
@@ -135,6 +236,12 @@ async def _poll_once(config: Config, narratives: list, token: str, *, dry_run: b
     return 0
 
 
+def _recover(store: Store) -> None:
+    if interrupted := store.recover_interrupted():
+        log.warning("%d alert(s) were being sent when the bot last stopped: sending them again "
+                    "(Telegram may show them twice)", interrupted)
+
+
 def _print_summary(reports: list[PollReport]) -> None:
     for r in reports:
         detail = r.error or (f"{r.new_articles} new of {r.articles}, {r.matches} matches"
@@ -144,6 +251,7 @@ def _print_summary(reports: list[PollReport]) -> None:
 
 async def _run(config: Config, narratives: list, token: str) -> int:
     store = Store(config.state.path)
+    _recover(store)
     runtime = Runtime.open(config, narratives, store=store)
     sink, bot = _sink(config, token, store)
     stop = asyncio.Event()

@@ -104,6 +104,7 @@ class FetchConfig(_Strict):
     max_redirects: int = Field(default=5, ge=0, le=30)
     concurrency: int = Field(default=8, ge=1, le=256)
     allow_file_urls: bool = False
+    pause_after: int = Field(default=10, ge=1)  # consecutive failures before admins are told
     user_agent: str = "narrative-bot/0.1 (RSS/Atom feed reader)"
 
 

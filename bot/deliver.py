@@ -16,7 +16,14 @@ from typing import Protocol, TextIO
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
 from bot.models import Alert
 from bot.store import Store
@@ -102,12 +109,31 @@ class TelegramSink:
         report = DeliveryReport()
         for alert in self.store.pending_alerts():
             if not await self._deliver_one(alert, report):
-                break
+                return report
+        await self._deliver_notices()
         return report
+
+    async def _deliver_notices(self) -> None:
+        for notice in self.store.pending_notices():
+            try:
+                await self.bot.send_message(notice.chat_id, notice.text)
+            except RetryAfter:
+                return
+            except (Forbidden, BadRequest) as exc:
+                log.warning("notice to %s failed: %s", notice.chat_id, exc.message)
+                self.store.mark_notice(notice.id, "failed")
+                continue
+            except TelegramError as exc:
+                if notice.attempts + 1 >= self.max_attempts:
+                    self.store.mark_notice(notice.id, "failed")
+                log.warning("notice to %s not sent yet: %s", notice.chat_id, exc.message)
+                return
+            self.store.mark_notice(notice.id, "sent")
 
     async def _deliver_one(self, alert: Alert, report: DeliveryReport) -> bool:
         """Try one alert; False means stop this round (Telegram asked us to slow down)."""
         rendered = render_alert(alert)
+        self.store.mark_sending(alert.id)
         try:
             message_id = await self._send(alert.chat_id, rendered)
         except RetryAfter as exc:
@@ -120,6 +146,7 @@ class TelegramSink:
         except ChatMigrated as exc:
             new_id = str(exc.new_chat_id)
             log.warning("chat %s migrated to %s; following it", alert.chat_id, new_id)
+            self.store.mark_retry(alert.id, f"chat migrated to {new_id}", timedelta(0))
             self.store.move_chat(alert.chat_id, new_id)
             report.retried += 1
             return True
@@ -132,8 +159,18 @@ class TelegramSink:
             else:
                 self._retry_later(alert, f"bad request: {exc.message}", report)
             return True
-        except TelegramError as exc:  # network errors, timeouts, 5xx
+        except TimedOut as exc:
+            # The request may have reached Telegram: resending risks a duplicate, not resending
+            # risks a loss. We resend (at least once) and count it as interrupted.
+            self._retry_later(alert, f"timed out, outcome unknown: {exc.message}", report,
+                              outcome_unknown=True)
+            return True
+        except TelegramError as exc:  # network errors, 5xx
             self._retry_later(alert, f"{type(exc).__name__}: {exc.message}", report)
+            return True
+        except Exception as exc:  # never leave an alert marked 'sending'
+            log.exception("unexpected error sending alert %d", alert.id)
+            self._retry_later(alert, f"{type(exc).__name__}: {exc}", report)
             return True
         self.store.mark_sent(alert.id, message_id)
         report.sent += 1
@@ -156,12 +193,14 @@ class TelegramSink:
             message = await self.bot.send_message(chat_id, plain, link_preview_options=no_preview)
         return message.message_id
 
-    def _retry_later(self, alert: Alert, error: str, report: DeliveryReport) -> None:
+    def _retry_later(self, alert: Alert, error: str, report: DeliveryReport,
+                     *, outcome_unknown: bool = False) -> None:
         if alert.attempts + 1 >= self.max_attempts:
             self._give_up(alert, f"gave up after {alert.attempts + 1} attempts: {error}", report)
             return
         log.warning("alert %d to %s will be retried: %s", alert.id, alert.chat_id, error)
-        self.store.mark_retry(alert.id, error, _backoff(alert.attempts))
+        self.store.mark_retry(alert.id, error, _backoff(alert.attempts),
+                              outcome_unknown=outcome_unknown)
         report.retried += 1
 
     def _give_up(self, alert: Alert, error: str, report: DeliveryReport) -> None:
@@ -184,6 +223,9 @@ class ConsoleSink:
                   file=self.stream, flush=True)
             self.store.mark_sent(alert.id, None)
             report.sent += 1
+        for notice in self.store.pending_notices(limit=10_000):
+            print(f"--- notice for {notice.chat_id}\n{notice.text}\n", file=self.stream, flush=True)
+            self.store.mark_notice(notice.id, "sent")
         return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,6 +43,12 @@ class Article:
     title: str
     text: str
     published: datetime | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """Same words, same hash: catches feeds that give old items new GUIDs."""
+        words = " ".join(f"{self.title}\n{self.text}".casefold().split())
+        return hashlib.sha256(words.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

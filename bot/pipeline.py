@@ -18,7 +18,7 @@ from bot.config import Config, FeedConfig
 from bot.embed import AsyncEmbedder
 from bot.fetch import FetchLimits, fetch_feed
 from bot.match import NarrativeIndex, probe_texts
-from bot.models import Article, FetchResult
+from bot.models import Article, FetchResult, HttpCacheState
 from bot.parse import parse_feed
 from bot.store import Store
 from bot.text import make_passages
@@ -78,7 +78,7 @@ class Pipeline:
         if result.error is not None:
             return self._feed_failed(feed, result.error, result)
         if result.not_modified or result.body is None:
-            self.store.record_feed_ok(feed.name, result.cache)
+            self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "not-modified")
         parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
                                          source=feed.name, feed_url=feed.url)
@@ -87,8 +87,16 @@ class Pipeline:
         if parsed.warning:
             log.info("feed %s: %s", feed.name, parsed.warning)
         report = await self._process(feed, parsed.articles)
-        self.store.record_feed_ok(feed.name, result.cache, report.new_articles)
+        self._feed_ok(feed, result.cache, report.new_articles)
         return report
+
+    def _feed_ok(self, feed: FeedConfig, cache: HttpCacheState, new_articles: int = 0) -> None:
+        if self.store.record_feed_ok(feed.name, cache, new_articles):
+            log.info("feed %s recovered", feed.name)
+            self.store.add_notice(self._admins(), f"✅ Feed {feed.name!r} works again.")
+
+    def _admins(self) -> list[str]:
+        return [str(admin) for admin in self.config.telegram.admins]
 
     async def _process(self, feed: FeedConfig, articles: list[Article]) -> PollReport:
         # Feeds list newest first; process oldest first so alerts arrive in order.
@@ -118,9 +126,15 @@ class Pipeline:
     def _feed_failed(self, feed: FeedConfig, error: str, result: FetchResult) -> PollReport:
         health = self.store.feed_health(feed.name, feed.url)
         delay = backoff_delay(feed.interval, health.consecutive_errors + 1, result.retry_after_s)
-        self.store.record_feed_error(feed.name, error, datetime.now(UTC) + delay)
+        failures = self.store.record_feed_error(feed.name, error, datetime.now(UTC) + delay)
         log.warning("feed %s failed (%s); next try in %ss", feed.name, error,
                     int(delay.total_seconds()))
+        if failures >= self.config.fetch.pause_after:
+            notice = (f"⚠️ Feed {feed.name!r} has failed {failures} times in a row and is "
+                      f"paused (retried every {int(MAX_BACKOFF.total_seconds() // 3600)} h "
+                      f"at most). Last error: {error}")
+            if self.store.pause_feed(feed.name, notice, self._admins()):
+                log.error("feed %s paused after %d failures", feed.name, failures)
         return PollReport(feed.name, "error", error=error)
 
 

@@ -31,7 +31,17 @@ CREATE TABLE IF NOT EXISTS feeds (
     last_error TEXT,
     consecutive_errors INTEGER NOT NULL DEFAULT 0,
     retry_at TEXT,
+    paused_at TEXT,
     articles_seen INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS notices (
+    id INTEGER PRIMARY KEY,
+    chat_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    sent_at TEXT
 );
 CREATE TABLE IF NOT EXISTS articles (
     key TEXT PRIMARY KEY,
@@ -40,8 +50,10 @@ CREATE TABLE IF NOT EXISTS articles (
     title TEXT NOT NULL,
     published TEXT,
     seen_at TEXT NOT NULL,
-    passages INTEGER NOT NULL
+    passages INTEGER NOT NULL,
+    content_hash TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS articles_content ON articles (source, content_hash);
 CREATE TABLE IF NOT EXISTS matches (
     id INTEGER PRIMARY KEY,
     article_key TEXT NOT NULL REFERENCES articles(key),
@@ -60,8 +72,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     article_key TEXT NOT NULL REFERENCES articles(key),
     chat_id TEXT NOT NULL,
     narratives TEXT NOT NULL,  -- JSON list of the narrative ids this chat is alerted to
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
+    -- sends whose outcome is unknown (crash or timeout after the request left): resent, so
+    -- Telegram may show them twice; counted so that every duplicate is accounted for
+    interrupted INTEGER NOT NULL DEFAULT 0,
     not_before TEXT,
     last_error TEXT,
     message_id INTEGER,
@@ -87,6 +103,16 @@ def _parse(value: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A plain message for an admin (a feed paused or recovered), not an alert."""
+
+    id: int
+    chat_id: str
+    text: str
+    attempts: int
+
+
+@dataclass(frozen=True)
 class FeedHealth:
     """What the state knows about one feed: validators, last poll, last error, back-off."""
 
@@ -98,6 +124,7 @@ class FeedHealth:
     last_error: str | None
     consecutive_errors: int
     retry_at: datetime | None
+    paused_at: datetime | None
     articles_seen: int
 
 
@@ -162,13 +189,48 @@ class Store:
         rows = self._db.execute("SELECT * FROM feeds ORDER BY name").fetchall()
         return [_feed_from_row(r) for r in rows]
 
-    def record_feed_ok(self, name: str, cache: HttpCacheState, new_articles: int = 0) -> None:
+    def record_feed_ok(self, name: str, cache: HttpCacheState, new_articles: int = 0) -> bool:
+        """Store a good poll; return True when the feed had been paused (it has recovered)."""
         now = _iso(_now())
         with self._tx() as db:
+            row = db.execute("SELECT paused_at FROM feeds WHERE name = ?", (name,)).fetchone()
             db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_poll_at = ?, "
                        "last_ok_at = ?, last_error = NULL, consecutive_errors = 0, "
-                       "retry_at = NULL, articles_seen = articles_seen + ? WHERE name = ?",
+                       "retry_at = NULL, paused_at = NULL, articles_seen = articles_seen + ? "
+                       "WHERE name = ?",
                        (cache.etag, cache.last_modified, now, now, new_articles, name))
+        return bool(row and row[0])
+
+    def pause_feed(self, name: str, notice: str, admin_chats: Sequence[str]) -> bool:
+        """Mark a long-failing feed paused and tell the admins, once; False if already paused."""
+        now = _iso(_now())
+        with self._tx() as db:
+            cur = db.execute("UPDATE feeds SET paused_at = ? WHERE name = ? AND paused_at IS NULL",
+                             (now, name))
+            if cur.rowcount == 0:
+                return False
+            self._queue_notice(db, admin_chats, notice, now)
+        return True
+
+    def add_notice(self, chat_ids: Sequence[str], text: str) -> None:
+        with self._tx() as db:
+            self._queue_notice(db, chat_ids, text, _iso(_now()))
+
+    @staticmethod
+    def _queue_notice(db: sqlite3.Connection, chat_ids: Sequence[str], text: str,
+                      now: str | None) -> None:
+        db.executemany("INSERT INTO notices (chat_id, text, created_at) VALUES (?, ?, ?)",
+                       [(chat, text, now) for chat in chat_ids])
+
+    def pending_notices(self, limit: int = 100) -> list[Notice]:
+        rows = self._db.execute("SELECT id, chat_id, text, attempts FROM notices "
+                                "WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,))
+        return [Notice(r["id"], r["chat_id"], r["text"], r["attempts"]) for r in rows]
+
+    def mark_notice(self, notice_id: int, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE notices SET status = ?, attempts = attempts + 1, sent_at = ? "
+                       "WHERE id = ?", (status, _iso(_now()), notice_id))
 
     def record_feed_error(self, name: str, error: str, retry_at: datetime | None) -> int:
         """Store the error; return how many polls in a row have failed."""
@@ -183,13 +245,17 @@ class Store:
     # -- articles, matches, outbox -------------------------------------------------------
 
     def unseen(self, articles: Sequence[Article]) -> list[Article]:
-        if not articles:
-            return []
-        keys = [a.key for a in articles]
-        marks = ",".join("?" * len(keys))
-        seen = {r[0] for r in self._db.execute(
-            f"SELECT key FROM articles WHERE key IN ({marks})", keys)}
-        return [a for a in articles if a.key not in seen]
+        """Articles never processed: neither their key nor, from the same source, their text."""
+        fresh: list[Article] = []
+        batch: set[str] = set()
+        for article in articles:
+            row = self._db.execute(
+                "SELECT 1 FROM articles WHERE key = ? OR (source = ? AND content_hash = ?)",
+                (article.key, article.source, article.content_hash)).fetchone()
+            if row is None and not {article.key, article.content_hash} & batch:
+                batch |= {article.key, article.content_hash}
+                fresh.append(article)
+        return fresh
 
     def record_article(self, article: Article, passages: int, matches: Sequence[Match],
                        chat_ids: Sequence[str]) -> list[int]:
@@ -197,9 +263,9 @@ class Store:
         now = _iso(_now())
         outbox_ids: list[int] = []
         with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?)",
+            cur = db.execute("INSERT OR IGNORE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (article.key, article.source, article.url, article.title,
-                              _iso(article.published), now, passages))
+                              _iso(article.published), now, passages, article.content_hash))
             if cur.rowcount == 0:
                 return []  # another poll got there first
             for match in matches:
@@ -235,16 +301,30 @@ class Store:
         return tuple(Evidence(r["narrative_id"], r["narrative_title"], r["score"], r["evidence"])
                      for r in rows if r["narrative_id"] in narrative_ids)
 
+    def mark_sending(self, alert_id: int) -> None:
+        """Recorded before the request leaves, so a crash mid-send is known after restart."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET status = 'sending' WHERE id = ?", (alert_id,))
+
+    def recover_interrupted(self) -> int:
+        """Sends cut off by a crash: back to pending (resent), counted as interrupted."""
+        with self._tx() as db:
+            return db.execute("UPDATE outbox SET status = 'pending', "
+                              "interrupted = interrupted + 1 WHERE status = 'sending'").rowcount
+
     def mark_sent(self, alert_id: int, message_id: int | None) -> None:
         with self._tx() as db:
             db.execute("UPDATE outbox SET status = 'sent', message_id = ?, sent_at = ?, "
                        "attempts = attempts + 1, last_error = NULL WHERE id = ?",
                        (message_id, _iso(_now()), alert_id))
 
-    def mark_retry(self, alert_id: int, error: str, delay: timedelta) -> None:
+    def mark_retry(self, alert_id: int, error: str, delay: timedelta,
+                   *, outcome_unknown: bool = False) -> None:
         with self._tx() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
-                       "not_before = ? WHERE id = ?", (error, _iso(_now() + delay), alert_id))
+            db.execute("UPDATE outbox SET status = 'pending', attempts = attempts + 1, "
+                       "last_error = ?, not_before = ?, interrupted = interrupted + ? "
+                       "WHERE id = ?",
+                       (error, _iso(_now() + delay), int(outcome_unknown), alert_id))
 
     def mark_failed(self, alert_id: int, error: str) -> None:
         with self._tx() as db:
@@ -268,7 +348,9 @@ class Store:
             "articles": one("SELECT COUNT(*) FROM articles").fetchone()[0],
             "matches": one("SELECT COUNT(*) FROM matches").fetchone()[0],
         }
-        for status in ("pending", "sent", "failed"):
+        result["alerts_interrupted"] = one(
+            "SELECT COALESCE(SUM(interrupted), 0) FROM outbox").fetchone()[0]
+        for status in ("pending", "sending", "sent", "failed"):
             result[f"alerts_{status}"] = one(
                 "SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()[0]
         return result
@@ -291,4 +373,5 @@ def _feed_from_row(row: sqlite3.Row) -> FeedHealth:
         cache=HttpCacheState(etag=row["etag"], last_modified=row["last_modified"]),
         last_poll_at=_parse(row["last_poll_at"]), last_ok_at=_parse(row["last_ok_at"]),
         last_error=row["last_error"], consecutive_errors=row["consecutive_errors"],
-        retry_at=_parse(row["retry_at"]), articles_seen=row["articles_seen"])
+        retry_at=_parse(row["retry_at"]), paused_at=_parse(row["paused_at"]),
+        articles_seen=row["articles_seen"])
