@@ -1,4 +1,4 @@
-"""`narrative-bot run | poll --once | score TEXT | check-config | check-feeds | eval DIR`.
+"""`narrative-bot run | poll --once | score | backtest | check-config | check-feeds | eval`.
 
 Every command takes `--config PATH` (default ./config.toml); relative paths inside it are
 resolved against the config file's folder. A bad config exits with status 2 before any state
@@ -15,22 +15,27 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from telegram import Bot
 
 from bot import evaluate
-from bot.config import Config, ConfigError, FeedConfig
-from bot.deliver import AlertSink, ConsoleSink, TelegramSink
+from bot.config import (
+    Config,
+    ConfigError,
+    FeedConfig,
+    Narrative,
+    load_narrative,
+    parse_duration,
+)
 from bot.fetch import fetch_feed, make_client
 from bot.logs import setup_logging
 from bot.models import HttpCacheState
 from bot.parse import parse_feed
-from bot.pipeline import Pipeline, PollReport, fetch_limits
+from bot.pipeline import PollReport, fetch_limits
 from bot.runtime import Runtime, load_settings
-from bot.schedule import build_scheduler
+from bot.service import Service, build_service
 from bot.store import FeedHealth, Store
 
 log = logging.getLogger("narrative-bot")
@@ -52,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("text", nargs="?", help="the text to score")
     score.add_argument("--file", type=Path, help="read the text from a file instead")
     sub.add_parser("check-config", parents=[common], help="validate config and narratives")
+    backtest = sub.add_parser("backtest", parents=[common],
+                              help="what a new or edited narrative would have matched")
+    backtest.add_argument("narrative_file", type=Path)
+    backtest.add_argument("--since", default="30d", help="how far back (default 30d)")
     health = sub.add_parser("check-feeds", parents=[common],
                             help="each feed's health from state (exit 1 if any is failing)")
     health.add_argument("--probe", action="store_true",
@@ -81,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _score(args, config, narratives)
     if args.command == "eval":
         return _eval(args, config, narratives)
+    if args.command == "backtest":
+        return _backtest(args, config, narratives)
     try:
         if args.command == "poll":
             return asyncio.run(_poll_once(config, narratives, token, dry_run=args.dry_run))
@@ -162,6 +173,36 @@ def _score(args: argparse.Namespace, config: Config, narratives: list) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace, config: Config, current: list[Narrative]) -> int:
+    """Score stored articles with the candidate in place of (or beside) the live narratives,
+    so that it competes with its siblings exactly as it would live."""
+    try:
+        narrative = load_narrative(args.narrative_file)
+        since = datetime.now(UTC) - parse_duration(args.since)
+    except (ConfigError, ValueError) as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    store = Store.in_memory_copy(config.state.path)
+    others = [n for n in current if n.id != narrative.id]
+    runtime = Runtime.open(config, [*others, narrative], store=store)
+    articles = store.articles_since(since)
+    hits = 0
+    try:
+        for article, seen_at in articles:
+            _, scores = runtime.score(article.title, article.text)
+            score = scores[-1]
+            if score.supported:
+                hits += 1
+                print(f"{seen_at[:16]}  {score.score:.3f}  {article.source}: {article.title}\n"
+                      f"    {article.url}\n    « {score.passage.text[:300]} »")
+    finally:
+        runtime.close()
+    threshold = config.matching.threshold if narrative.threshold is None else narrative.threshold
+    print(f"{narrative.id}: {hits} of {len(articles)} stored articles since "
+          f"{since:%Y-%m-%d %H:%M} UTC would have alerted (threshold {threshold})")
+    return 0
+
+
 def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
     try:
         kind = evaluate.dataset_kind(args.dataset)
@@ -193,43 +234,22 @@ def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
     return 0
 
 
-def _sink(config: Config, token: str, store: Store) -> tuple[AlertSink, Bot | None]:
-    if not token:
-        log.warning("no bot token in $%s: alerts are printed to the console",
-                    config.telegram.token_env)
-        return ConsoleSink(store), None
-    bot = Bot(token, base_url=config.telegram.api_base_url)
-    return TelegramSink(bot, store, max_attempts=config.telegram.max_attempts), bot
-
-
-def _chats(config: Config, token: str) -> list[str]:
-    if token and config.telegram.channel_id:
-        return [config.telegram.channel_id]
-    return [config.telegram.channel_id or "console"]
-
-
 async def _poll_once(config: Config, narratives: list, token: str, *, dry_run: bool) -> int:
     store = Store.in_memory_copy(config.state.path) if dry_run else Store(config.state.path)
-    runtime = Runtime.open(config, narratives, store=store)
     if not dry_run:
         _recover(store)
-    sink: AlertSink
-    if dry_run:
-        sink, bot = ConsoleSink(store), None
-    else:
-        sink, bot = _sink(config, token, store)
     try:
         async with make_client(fetch_limits(config)) as client:
-            pipeline = Pipeline(config, store, runtime.index, runtime.embedder, client,
-                                chats=lambda: _chats(config, token))
-            reports = await pipeline.poll_all(force=True)
-        if bot is not None:
-            async with bot:
-                delivery = await sink.deliver_pending()
+            service = build_service(config, narratives, store, client, token, commands=False,
+                                    console=dry_run)
+            reports = await service.pipeline.poll_all(force=True)
+        if service.bot is not None:
+            async with service.bot:
+                delivery = await service.sink.deliver_pending()
         else:
-            delivery = await sink.deliver_pending()
+            delivery = await service.sink.deliver_pending()
     finally:
-        runtime.close()
+        store.close()
     _print_summary(reports)
     print(f"alerts: {delivery.sent} delivered, {delivery.retried} to retry, "
           f"{delivery.failed} failed{' (dry run: state untouched)' if dry_run else ''}")
@@ -252,27 +272,42 @@ def _print_summary(reports: list[PollReport]) -> None:
 async def _run(config: Config, narratives: list, token: str) -> int:
     store = Store(config.state.path)
     _recover(store)
-    runtime = Runtime.open(config, narratives, store=store)
-    sink, bot = _sink(config, token, store)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with make_client(fetch_limits(config)) as client:
-            if bot is not None:
-                await bot.initialize()
-            pipeline = Pipeline(config, store, runtime.index, runtime.embedder, client,
-                                chats=lambda: _chats(config, token))
-            scheduler = build_scheduler(pipeline, sink)
-            scheduler.start()
+            service = build_service(config, narratives, store, client, token, commands=True)
+            await _start_telegram(service)
+            service.scheduler.start()
             log.info("running: %d feeds, %d narratives; Ctrl-C or SIGTERM stops",
                      len(config.feeds), len(narratives))
             await stop.wait()
             log.info("stopping")
-            scheduler.shutdown(wait=False)
-            if bot is not None:
-                await bot.shutdown()
+            service.scheduler.shutdown(wait=False)
+            await _stop_telegram(service)
     finally:
-        runtime.close()
+        store.close()
     return 0
+
+
+async def _start_telegram(service: Service) -> None:
+    if service.application is not None:
+        from bot.telegram import register_commands
+
+        await service.application.initialize()
+        await register_commands(service.application)
+        await service.application.start()
+        await service.application.updater.start_polling(drop_pending_updates=False)
+    elif service.bot is not None:
+        await service.bot.initialize()
+
+
+async def _stop_telegram(service: Service) -> None:
+    if service.application is not None:
+        await service.application.updater.stop()
+        await service.application.stop()
+        await service.application.shutdown()
+    elif service.bot is not None:
+        await service.bot.shutdown()

@@ -58,6 +58,10 @@ class TelegramConfig(_Strict):
     api_base_url: str = "https://api.telegram.org/bot"
     send_timeout: Duration = timedelta(seconds=20)
     max_attempts: int = Field(default=20, ge=1)
+    channel_narratives: list[str] = Field(default_factory=lambda: ["*"])  # "*" = every one
+    feedback_votes: int = Field(default=3, ge=1)  # distinct 👎 that make a counter-example
+    commands: bool = True  # answer chat commands (long polling); off = push-only
+    rate_limit: bool = True  # PTB's AIORateLimiter: 30 msg/s overall, 20/min per group
 
     @field_validator("channel")
     @classmethod
@@ -105,12 +109,16 @@ class FetchConfig(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     allow_file_urls: bool = False
     pause_after: int = Field(default=10, ge=1)  # consecutive failures before admins are told
+    # new articles embedded per poll of one feed; the rest wait for the next poll, so a huge
+    # feed cannot hold the model for minutes while every other feed waits
+    max_new_per_poll: int = Field(default=200, ge=1)
     user_agent: str = "narrative-bot/0.1 (RSS/Atom feed reader)"
 
 
 class ScheduleConfig(_Strict):
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
     delivery_interval: Duration = timedelta(seconds=5)
+    reload_check: Duration = timedelta(seconds=30)  # how often narratives_dir is checked
 
 
 class FeedConfig(_Strict):
@@ -191,18 +199,23 @@ def load_narratives(directory: Path) -> list[Narrative]:
     narratives: list[Narrative] = []
     seen: dict[str, Path] = {}
     for file in sorted(directory.glob("*.toml")):
-        data = _read_toml(file)
-        try:
-            narrative = Narrative.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, file)) from None
+        narrative = load_narrative(file)
         if narrative.id in seen:
             line = _line_of(file, ("id",))
             raise ConfigError(f"{file}:{line}: key 'id': {narrative.id!r} is already used by "
                               f"{seen[narrative.id]}")
         seen[narrative.id] = file
-        narratives.append(narrative.model_copy(update={"source_file": file}))
+        narratives.append(narrative)
     return [n for n in narratives if n.enabled]
+
+
+def load_narrative(file: Path) -> Narrative:
+    """One narrative file, validated; raises ConfigError naming file, line, key, reason."""
+    try:
+        narrative = Narrative.model_validate(_read_toml(file))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file)) from None
+    return narrative.model_copy(update={"source_file": file})
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

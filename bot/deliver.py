@@ -7,9 +7,11 @@ long is cut shorter. Transient failures wait and retry; a 429 pauses the whole r
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TextIO
@@ -20,11 +22,14 @@ from telegram.error import (
     BadRequest,
     ChatMigrated,
     Forbidden,
+    NetworkError,
     RetryAfter,
     TelegramError,
     TimedOut,
 )
 
+from bot.audience import Audience
+from bot.buttons import ButtonSigner
 from bot.models import Alert
 from bot.store import Store
 
@@ -98,12 +103,22 @@ def _backoff(attempts: int) -> timedelta:
 
 
 class TelegramSink:
-    """Sends pending alerts with python-telegram-bot and records the outcome of each."""
+    """Sends pending alerts with python-telegram-bot and records the outcome of each.
 
-    def __init__(self, bot: Bot, store: Store, *, max_attempts: int = 20) -> None:
+    Private chats get at most one message a second (Telegram's limit per chat); the overall and
+    per-group limits are left to PTB's rate limiter when the bot has one.
+    """
+
+    PRIVATE_GAP_S = 1.0
+
+    def __init__(self, bot: Bot, store: Store, *, max_attempts: int = 20,
+                 signer: ButtonSigner | None = None, audience: Audience | None = None) -> None:
         self.bot = bot
         self.store = store
         self.max_attempts = max_attempts
+        self.signer = signer
+        self.audience = audience
+        self._last_private_send: dict[str, float] = {}
 
     async def deliver_pending(self) -> DeliveryReport:
         report = DeliveryReport()
@@ -135,7 +150,7 @@ class TelegramSink:
         rendered = render_alert(alert)
         self.store.mark_sending(alert.id)
         try:
-            message_id = await self._send(alert.chat_id, rendered)
+            message_id = await self._send(alert, rendered)
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
             self.store.mark_retry(alert.id, f"rate limited: retry after {delay:g}s",
@@ -148,10 +163,14 @@ class TelegramSink:
             log.warning("chat %s migrated to %s; following it", alert.chat_id, new_id)
             self.store.mark_retry(alert.id, f"chat migrated to {new_id}", timedelta(0))
             self.store.move_chat(alert.chat_id, new_id)
+            if self.audience is not None:
+                self.audience.migrate(alert.chat_id, new_id)
             report.retried += 1
             return True
         except Forbidden as exc:
             self._give_up(alert, f"forbidden: {exc.message}", report)
+            if self.audience is not None:  # blocked by the user, or removed from the chat
+                self.audience.deactivate(alert.chat_id, exc.message)
             return True
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
@@ -159,10 +178,11 @@ class TelegramSink:
             else:
                 self._retry_later(alert, f"bad request: {exc.message}", report)
             return True
-        except TimedOut as exc:
+        except (TimedOut, NetworkError) as exc:
             # The request may have reached Telegram: resending risks a duplicate, not resending
             # risks a loss. We resend (at least once) and count it as interrupted.
-            self._retry_later(alert, f"timed out, outcome unknown: {exc.message}", report,
+            self._retry_later(alert, f"{type(exc).__name__}, outcome unknown: {exc.message}",
+                              report,
                               outcome_unknown=True)
             return True
         except TelegramError as exc:  # network errors, 5xx
@@ -176,11 +196,23 @@ class TelegramSink:
         report.sent += 1
         return True
 
-    async def _send(self, chat_id: str, rendered: Rendered) -> int:
+    async def _pace(self, chat_id: str) -> None:
+        if not chat_id.lstrip("-").isdigit() or chat_id.startswith("-"):
+            return  # channels (@name) and groups (negative ids): PTB's limiter paces them
+        last = self._last_private_send.get(chat_id)
+        if last is not None and (wait := last + self.PRIVATE_GAP_S - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        self._last_private_send[chat_id] = time.monotonic()
+
+    async def _send(self, alert: Alert, rendered: Rendered) -> int:
+        chat_id = alert.chat_id
         no_preview = LinkPreviewOptions(is_disabled=True)
+        buttons = self.signer.keyboard(alert) if self.signer else None
+        await self._pace(chat_id)
         try:
             message = await self.bot.send_message(chat_id, rendered.html, parse_mode=ParseMode.HTML,
-                                                  link_preview_options=no_preview)
+                                                  link_preview_options=no_preview,
+                                                  reply_markup=buttons)
         except BadRequest as exc:
             text = exc.message.lower()
             if "parse entities" not in text and "too long" not in text:
@@ -190,7 +222,8 @@ class TelegramSink:
             plain = rendered.plain
             if "too long" in text:
                 plain = _trim_utf16(plain, min(3500, _utf16_len(plain) * 2 // 3))
-            message = await self.bot.send_message(chat_id, plain, link_preview_options=no_preview)
+            message = await self.bot.send_message(chat_id, plain, link_preview_options=no_preview,
+                                                  reply_markup=buttons)
         return message.message_id
 
     def _retry_later(self, alert: Alert, error: str, report: DeliveryReport,

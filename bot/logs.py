@@ -42,5 +42,5 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request URL, and Bot API URLs contain the token.
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "telegram.ext"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "telegram.ext"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ data (README, "Quality").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,6 +82,14 @@ class NarrativeIndex:
         counters = self.centering.apply(embedder.encode(narrative.counter_examples))
         threshold = default if narrative.threshold is None else narrative.threshold
         return _Entry(narrative, threshold, statements, counters)
+
+    def add_counter_examples(self, narrative_id: str, vectors: np.ndarray) -> None:
+        """Append counter-example vectors (not yet centered) to one narrative."""
+        for i, entry in enumerate(self._entries):
+            if entry.narrative.id == narrative_id:
+                counters = np.vstack([entry.counters.reshape(-1, vectors.shape[1]),
+                                      self.centering.apply(vectors)])
+                self._entries[i] = replace(entry, counters=counters)
 
     def score(self, passages: Sequence[Passage], probe_vectors: np.ndarray) -> list[PassageScore]:
         """Each narrative's best passage: its best supported one, else its best overall.

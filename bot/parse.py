@@ -182,6 +182,36 @@ def _bozo_reason(result: Mapping[str, Any], *, has_content_type: bool) -> str:
     return _reason(exc)
 
 
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,8})|([0-9]{1,10}));")
+_SURROGATE_PAIR = re.compile(rb"&#(?:[xX][dD][89aAbB][0-9A-Fa-f]{2}|5[56][0-9]{3});"
+                             rb"&#(?:[xX][dD][c-fC-F][0-9A-Fa-f]{2}|5[67][0-9]{3});")
+
+
+def _code_point(ref: bytes) -> int:
+    match = _CHAR_REF.fullmatch(ref)
+    assert match is not None
+    hex_digits, decimal = match.groups()
+    return int(hex_digits, 16) if hex_digits else int(decimal)
+
+
+def _repair_char_refs(body: bytes) -> bytes:
+    """Character references feedparser's loose parser would choke on (and drop the whole feed
+    for): UTF-16 surrogate pairs written as two references become one code point; lone
+    surrogates and numbers beyond Unicode become U+FFFD."""
+    if b"&#" not in body:
+        return body
+
+    def pair(m: re.Match[bytes]) -> bytes:
+        first, second = (_code_point(r + b";") for r in m.group(0).split(b";")[:2])
+        return b"&#x%X;" % (0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
+
+    def single(m: re.Match[bytes]) -> bytes:
+        n = _code_point(m.group(0))
+        return m.group(0) if n <= 0x10FFFF and not 0xD800 <= n <= 0xDFFF else b"&#xFFFD;"
+
+    return _CHAR_REF.sub(single, _SURROGATE_PAIR.sub(pair, body))
+
+
 def _parse(body: bytes, headers: Mapping[str, str], *, source: str, feed_url: str) -> ParsedFeed:
     body = _gunzip_if_needed(body or b"")
     if not body.strip():
@@ -192,6 +222,7 @@ def _parse(body: bytes, headers: Mapping[str, str], *, source: str, feed_url: st
             articles=[],
             error=f"refused: DOCTYPE entities would expand to {expansion:,} characters",
         )
+    body = _repair_char_refs(body)
     # BytesIO, never bare bytes: feedparser treats a bytes argument that names an existing
     # file (e.g. a body of b"/etc/passwd") as a path and reads it.
     result = feedparser.parse(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=6)
 
+Route = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]] | Sequence[str]]
+
 
 @dataclass(frozen=True)
 class PollReport:
@@ -39,6 +41,7 @@ class PollReport:
     passages_embedded: int = 0
     matches: int = 0
     error: str | None = None
+    backlog: int = 0  # new articles left for the next poll (over max_new_per_poll)
 
 
 def fetch_limits(config: Config) -> FetchLimits:
@@ -54,13 +57,15 @@ class Pipeline:
 
     def __init__(self, config: Config, store: Store, index: NarrativeIndex,
                  embedder: AsyncEmbedder, client: httpx.AsyncClient,
-                 chats: Callable[[], Sequence[str]]) -> None:
+                 chats: Callable[[], Sequence[str]] = list, route: Route | None = None) -> None:
+        """`route(source, narrative_ids)` says which chat gets which narratives; without it,
+        every chat of `chats()` gets every match."""
         self.config = config
         self.store = store
         self.index = index
         self.embedder = embedder
         self.client = client
-        self.chats = chats
+        self.route = route or (lambda _source, _ids: list(chats()))
         self.limits = fetch_limits(config)
         self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
 
@@ -87,7 +92,8 @@ class Pipeline:
         if parsed.warning:
             log.info("feed %s: %s", feed.name, parsed.warning)
         report = await self._process(feed, parsed.articles)
-        self._feed_ok(feed, result.cache, report.new_articles)
+        # With a backlog, keep the old validators so that the next poll is not answered 304.
+        self._feed_ok(feed, health.cache if report.backlog else result.cache, report.new_articles)
         return report
 
     def _feed_ok(self, feed: FeedConfig, cache: HttpCacheState, new_articles: int = 0) -> None:
@@ -100,7 +106,8 @@ class Pipeline:
 
     async def _process(self, feed: FeedConfig, articles: list[Article]) -> PollReport:
         # Feeds list newest first; process oldest first so alerts arrive in order.
-        fresh = self.store.unseen(list(reversed(articles)))
+        unseen = self.store.unseen(list(reversed(articles)))
+        fresh = unseen[: self.config.fetch.max_new_per_poll]
         if not fresh:
             return PollReport(feed.name, "unchanged", articles=len(articles))
         matching = self.config.matching
@@ -108,7 +115,6 @@ class Pipeline:
                                   max_passages=matching.max_passages) for a in fresh]
         probes = [probe_texts(ps) for ps in passages]
         vectors = await self.embedder.encode([t for texts in probes for t in texts])
-        chats = list(self.chats())
         matches = 0
         offset = 0
         for article, article_passages, texts in zip(fresh, passages, probes, strict=True):
@@ -116,12 +122,14 @@ class Pipeline:
             offset += len(texts)
             found = self.index.match(article_passages, article_vectors)
             matches += len(found)
-            self.store.record_article(article, len(article_passages), found, chats)
+            routes = self.route(article.source, [m.narrative_id for m in found]) if found else []
+            self.store.record_article(article, len(article_passages), found, routes)
             for m in found:
                 log.info("match %s score=%.3f in %s: %s", m.narrative_id, m.score, feed.name,
                          article.title[:80])
         return PollReport(feed.name, "new", articles=len(articles), new_articles=len(fresh),
-                          passages_embedded=len(vectors), matches=matches)
+                          passages_embedded=len(vectors), matches=matches,
+                          backlog=len(unseen) - len(fresh))
 
     def _feed_failed(self, feed: FeedConfig, error: str, result: FetchResult) -> PollReport:
         health = self.store.feed_health(feed.name, feed.url)
@@ -140,7 +148,11 @@ class Pipeline:
 
 def backoff_delay(interval: timedelta, failures: int, retry_after_s: float | None) -> timedelta:
     """Exponential back-off from the feed's own interval, capped; a server's Retry-After wins."""
-    delay = min(interval * (2 ** max(failures - 1, 0)), max(MAX_BACKOFF, interval))
+    cap = max(MAX_BACKOFF, interval)
+    doublings = max(failures - 1, 0)
+    # compare in float seconds first: interval * 2**n overflows timedelta after a few weeks
+    fits = doublings < 64 and interval.total_seconds() * 2 ** doublings < cap.total_seconds()
+    delay = interval * 2 ** doublings if fits else cap
     if retry_after_s is not None:
         delay = max(delay, timedelta(seconds=min(retry_after_s, 86400)))
     return delay

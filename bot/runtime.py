@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,6 +56,15 @@ def background_centering(config: Config, embedder: Embedder, store: Store) -> Ce
     return Centering(mean.astype(np.float32))
 
 
+def build_index(config: Config, narratives: Sequence[Narrative], embedder: Embedder,
+                centering: Centering, learned: Mapping[str, Sequence[str]]) -> NarrativeIndex:
+    with_feedback = [n.model_copy(update={"counter_examples": [
+        *n.counter_examples, *learned.get(n.id, ())]}) for n in narratives]
+    return NarrativeIndex(with_feedback, embedder, default_threshold=config.matching.threshold,
+                          counter_margin=config.matching.counter_margin,
+                          exclusive=config.matching.exclusive, centering=centering)
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -65,15 +75,26 @@ class Runtime:
 
     @classmethod
     def open(cls, config: Config, narratives: list[Narrative], store: Store | None = None,
-             embedder: Embedder | None = None) -> Runtime:
+             embedder: Embedder | None = None,
+             learned: Mapping[str, Sequence[str]] | None = None) -> Runtime:
+        """`learned`: counter-examples taken from feedback, by narrative id."""
         store = store or Store(config.state.path)
         embedder = embedder or load_embedder(config.model)
-        index = NarrativeIndex(narratives, embedder,
-                               default_threshold=config.matching.threshold,
-                               counter_margin=config.matching.counter_margin,
-                               exclusive=config.matching.exclusive,
-                               centering=background_centering(config, embedder, store))
+        centering = background_centering(config, embedder, store)
+        index = build_index(config, narratives, embedder, centering, learned or {})
         return cls(config, narratives, store, AsyncEmbedder(embedder), index)
+
+    def reload(self, learned: Mapping[str, Sequence[str]]) -> list[Narrative]:
+        """Read narratives_dir again and swap the index; on ConfigError the old set stays."""
+        narratives = load_narratives(self.config.narratives_dir)
+        self.index = build_index(self.config, narratives, self.embedder.embedder,
+                                 self.index.centering, learned)
+        self.narratives = narratives
+        return narratives
+
+    def learn_counter_example(self, narrative_id: str, text: str) -> None:
+        """Use `text` as a counter-example of the narrative from now on (no reload needed)."""
+        self.index.add_counter_examples(narrative_id, self.embedder.encode_blocking([text]))
 
     def score(self, title: str, text: str) -> tuple[list[Passage], list[PassageScore]]:
         """Passages of a document and each narrative's best score: how analysts tune seeds."""

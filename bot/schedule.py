@@ -6,6 +6,7 @@ feed is polled once at start-up. A poll that queued alerts wakes the delivery jo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -36,16 +37,23 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={
         "max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
     now = datetime.now(UTC)
+    more = asyncio.Event()  # set when a poll queued alerts: deliver (again) at once
 
     async def deliver() -> None:
-        report = await sink.deliver_pending()
-        if report.sent or report.failed or report.retried:
-            log.info("delivery: %d sent, %d to retry, %d failed", report.sent, report.retried,
-                     report.failed)
+        while True:
+            more.clear()
+            report = await sink.deliver_pending()
+            if report.sent or report.failed or report.retried:
+                log.info("delivery: %d sent, %d to retry, %d failed", report.sent,
+                         report.retried, report.failed)
+            if not more.is_set() or report.paused_for:
+                return
 
     async def poll(feed: FeedConfig) -> None:
         report = await pipeline.poll_feed(feed)
         if report.matches:
+            more.set()
+            # Runs delivery now; if it is already running, `more` makes it go round again.
             scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
 
     for feed in config.feeds:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 from bot.models import Alert, Article, Evidence, HttpCacheState, Match
 
 SCHEMA_VERSION = 1
+ARTICLE_TEXT_CHARS = 20_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS articles (
     published TEXT,
     seen_at TEXT NOT NULL,
     passages INTEGER NOT NULL,
-    content_hash TEXT NOT NULL
+    content_hash TEXT NOT NULL,
+    text TEXT  -- kept (capped) so that a new seed can be backtested on past articles
 );
 CREATE INDEX IF NOT EXISTS articles_content ON articles (source, content_hash);
 CREATE TABLE IF NOT EXISTS matches (
@@ -94,11 +96,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A datetime as stored: UTC ISO-8601 to the second."""
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _parse(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
@@ -162,6 +165,15 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for modules that keep their own tables in this file (audience)."""
+        return self._db
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error)."""
+        return self._tx()
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")
@@ -191,7 +203,7 @@ class Store:
 
     def record_feed_ok(self, name: str, cache: HttpCacheState, new_articles: int = 0) -> bool:
         """Store a good poll; return True when the feed had been paused (it has recovered)."""
-        now = _iso(_now())
+        now = iso(_now())
         with self._tx() as db:
             row = db.execute("SELECT paused_at FROM feeds WHERE name = ?", (name,)).fetchone()
             db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_poll_at = ?, "
@@ -203,7 +215,7 @@ class Store:
 
     def pause_feed(self, name: str, notice: str, admin_chats: Sequence[str]) -> bool:
         """Mark a long-failing feed paused and tell the admins, once; False if already paused."""
-        now = _iso(_now())
+        now = iso(_now())
         with self._tx() as db:
             cur = db.execute("UPDATE feeds SET paused_at = ? WHERE name = ? AND paused_at IS NULL",
                              (now, name))
@@ -214,7 +226,7 @@ class Store:
 
     def add_notice(self, chat_ids: Sequence[str], text: str) -> None:
         with self._tx() as db:
-            self._queue_notice(db, chat_ids, text, _iso(_now()))
+            self._queue_notice(db, chat_ids, text, iso(_now()))
 
     @staticmethod
     def _queue_notice(db: sqlite3.Connection, chat_ids: Sequence[str], text: str,
@@ -230,14 +242,14 @@ class Store:
     def mark_notice(self, notice_id: int, status: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE notices SET status = ?, attempts = attempts + 1, sent_at = ? "
-                       "WHERE id = ?", (status, _iso(_now()), notice_id))
+                       "WHERE id = ?", (status, iso(_now()), notice_id))
 
     def record_feed_error(self, name: str, error: str, retry_at: datetime | None) -> int:
         """Store the error; return how many polls in a row have failed."""
         with self._tx() as db:
             db.execute("UPDATE feeds SET last_poll_at = ?, last_error = ?, "
                        "consecutive_errors = consecutive_errors + 1, retry_at = ? WHERE name = ?",
-                       (_iso(_now()), error, _iso(retry_at), name))
+                       (iso(_now()), error, iso(retry_at), name))
             row = db.execute("SELECT consecutive_errors FROM feeds WHERE name = ?",
                              (name,)).fetchone()
         return int(row[0]) if row else 0
@@ -258,14 +270,19 @@ class Store:
         return fresh
 
     def record_article(self, article: Article, passages: int, matches: Sequence[Match],
-                       chat_ids: Sequence[str]) -> list[int]:
-        """Mark the article seen, store its matches and queue one alert per chat, atomically."""
-        now = _iso(_now())
+                       routes: Mapping[str, Sequence[str]] | Sequence[str]) -> list[int]:
+        """Mark the article seen, store its matches and queue one alert per chat, atomically.
+
+        `routes` maps each chat to the narratives (among `matches`) it is alerted to; a plain
+        list of chat ids alerts each of them to every match.
+        """
+        now = iso(_now())
         outbox_ids: list[int] = []
         with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            cur = db.execute("INSERT OR IGNORE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (article.key, article.source, article.url, article.title,
-                              _iso(article.published), now, passages, article.content_hash))
+                              iso(article.published), now, passages, article.content_hash,
+                              article.text[:ARTICLE_TEXT_CHARS]))
             if cur.rowcount == 0:
                 return []  # another poll got there first
             for match in matches:
@@ -276,11 +293,16 @@ class Store:
                     (article.key, match.narrative_id, match.narrative_title, match.score,
                      match.threshold, match.passage.index, match.passage.text, match.statement,
                      now))
-            narratives = json.dumps([m.narrative_id for m in matches])
-            for chat_id in chat_ids if matches else ():
-                outbox_ids.append(db.execute(
-                    "INSERT INTO outbox (article_key, chat_id, narratives, created_at) "
-                    "VALUES (?, ?, ?, ?)", (article.key, chat_id, narratives, now)).lastrowid)
+            matched = [m.narrative_id for m in matches]
+            pairs = (routes.items() if isinstance(routes, Mapping)
+                     else [(chat_id, matched) for chat_id in routes])
+            for chat_id, narrative_ids in pairs:
+                chosen = [n for n in narrative_ids if n in matched]
+                if chosen:
+                    outbox_ids.append(db.execute(
+                        "INSERT INTO outbox (article_key, chat_id, narratives, created_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        (article.key, chat_id, json.dumps(chosen), now)).lastrowid)
         return outbox_ids
 
     def pending_alerts(self, limit: int = 100, now: datetime | None = None) -> list[Alert]:
@@ -288,11 +310,14 @@ class Store:
             "SELECT o.id, o.chat_id, o.attempts, o.narratives, a.key, a.source, a.title, a.url, "
             "a.published FROM outbox o JOIN articles a ON a.key = o.article_key "
             "WHERE o.status = 'pending' AND (o.not_before IS NULL OR o.not_before <= ?) "
-            "ORDER BY o.id LIMIT ?", (_iso(now or _now()), limit)).fetchall()
-        return [Alert(id=r["id"], chat_id=r["chat_id"], source=r["source"],
-                      article_title=r["title"], article_url=r["url"],
-                      evidence=self._evidence(r["key"], json.loads(r["narratives"])),
-                      published=_parse(r["published"]), attempts=r["attempts"]) for r in rows]
+            "ORDER BY o.id LIMIT ?", (iso(now or _now()), limit)).fetchall()
+        return [self._alert_from_row(r) for r in rows]
+
+    def _alert_from_row(self, r: sqlite3.Row) -> Alert:
+        return Alert(id=r["id"], chat_id=r["chat_id"], source=r["source"],
+                     article_title=r["title"], article_url=r["url"],
+                     evidence=self._evidence(r["key"], json.loads(r["narratives"])),
+                     published=parse_time(r["published"]), attempts=r["attempts"])
 
     def _evidence(self, article_key: str, narrative_ids: list[str]) -> tuple[Evidence, ...]:
         rows = self._db.execute(
@@ -316,7 +341,7 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE outbox SET status = 'sent', message_id = ?, sent_at = ?, "
                        "attempts = attempts + 1, last_error = NULL WHERE id = ?",
-                       (message_id, _iso(_now()), alert_id))
+                       (message_id, iso(_now()), alert_id))
 
     def mark_retry(self, alert_id: int, error: str, delay: timedelta,
                    *, outcome_unknown: bool = False) -> None:
@@ -324,7 +349,7 @@ class Store:
             db.execute("UPDATE outbox SET status = 'pending', attempts = attempts + 1, "
                        "last_error = ?, not_before = ?, interrupted = interrupted + ? "
                        "WHERE id = ?",
-                       (error, _iso(_now() + delay), int(outcome_unknown), alert_id))
+                       (error, iso(_now() + delay), int(outcome_unknown), alert_id))
 
     def mark_failed(self, alert_id: int, error: str) -> None:
         with self._tx() as db:
@@ -340,6 +365,37 @@ class Store:
             db.execute("UPDATE outbox SET status = 'failed', last_error = ? WHERE chat_id = ? "
                        "AND status = 'pending'",
                        (f"duplicate after migration to {new_chat_id}", old_chat_id))
+
+    def alert(self, alert_id: int) -> tuple[Alert, str] | None:
+        """One outbox entry (any status) and its article key: what a button press refers to."""
+        row = self._db.execute(
+            "SELECT o.id, o.chat_id, o.attempts, o.narratives, a.key, a.source, a.title, a.url, "
+            "a.published FROM outbox o JOIN articles a ON a.key = o.article_key WHERE o.id = ?",
+            (alert_id,)).fetchone()
+        if row is None:
+            return None
+        return self._alert_from_row(row), row["key"]
+
+    def match_counts(self, since: datetime) -> dict[str, int]:
+        """narrative id → matches found since `since`."""
+        rows = self._db.execute("SELECT narrative_id, COUNT(*) FROM matches WHERE created_at >= ? "
+                                "GROUP BY narrative_id", (iso(since),))
+        return {r[0]: r[1] for r in rows}
+
+    def source_counts(self) -> dict[str, tuple[int, int]]:
+        """source → (articles seen, articles matched)."""
+        rows = self._db.execute(
+            "SELECT a.source, COUNT(*), COUNT(DISTINCT m.article_key) FROM articles a "
+            "LEFT JOIN matches m ON m.article_key = a.key GROUP BY a.source")
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def articles_since(self, since: datetime) -> list[tuple[Article, str]]:
+        """Stored articles (with their text, for backtests) seen since `since`."""
+        rows = self._db.execute("SELECT * FROM articles WHERE seen_at >= ? ORDER BY seen_at",
+                                (iso(since),)).fetchall()
+        return [(Article(key=r["key"], source=r["source"], url=r["url"], title=r["title"],
+                         text=r["text"] or "", published=parse_time(r["published"])),
+                 r["seen_at"]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Totals for status displays: articles, matches and alerts by status."""
@@ -371,7 +427,7 @@ def _feed_from_row(row: sqlite3.Row) -> FeedHealth:
     return FeedHealth(
         name=row["name"], url=row["url"],
         cache=HttpCacheState(etag=row["etag"], last_modified=row["last_modified"]),
-        last_poll_at=_parse(row["last_poll_at"]), last_ok_at=_parse(row["last_ok_at"]),
+        last_poll_at=parse_time(row["last_poll_at"]), last_ok_at=parse_time(row["last_ok_at"]),
         last_error=row["last_error"], consecutive_errors=row["consecutive_errors"],
-        retry_at=_parse(row["retry_at"]), paused_at=_parse(row["paused_at"]),
+        retry_at=parse_time(row["retry_at"]), paused_at=parse_time(row["paused_at"]),
         articles_seen=row["articles_seen"])

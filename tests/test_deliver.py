@@ -7,6 +7,7 @@ would show them) and on the outbox rows in SQLite.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -20,10 +21,13 @@ import telegram
 import time_machine
 from telegram.request import HTTPXRequest
 
+from bot.audience import Audience
+from bot.buttons import ButtonSigner
 from bot.deliver import MAX_MESSAGE_UTF16, ConsoleSink, TelegramSink, render_alert
 from bot.models import Alert, Article, Match, Passage
 from bot.store import Store
 from tests.fake_telegram import (
+    AcceptThenStall,
     ConnectionReset,
     Error,
     FakeTelegram,
@@ -77,7 +81,7 @@ def queue(store: Store, chat_ids: Sequence[str], *, key: str = "art-1",
                for i, name in enumerate(narratives)]
     article = Article(key=key, source=source, url=url, title=title, text=evidence,
                       published=published)
-    ids = store.record_article(article, passages=3, matches=matches, chat_ids=list(chat_ids))
+    ids = store.record_article(article, passages=3, matches=matches, routes=list(chat_ids))
     assert len(ids) == len(chat_ids)
     return ids
 
@@ -501,3 +505,58 @@ async def test_console_sink_prints_plain_alerts_and_marks_them_sent(store: Store
 
     again = await sink.deliver_pending()
     assert again.sent == 0 and stream.getvalue() == out
+
+
+# ---- buttons, audience and pacing ------------------------------------------------------------
+
+async def test_alert_carries_signed_buttons(tg: FakeTelegram, bot: telegram.Bot,
+                                            store: Store) -> None:
+    signer = ButtonSigner.from_store(store)
+    [alert_id] = queue(store, [CHAT])
+    await TelegramSink(bot, store, signer=signer).deliver_pending()
+    [sent] = tg.sent
+    buttons = [b for row in sent.reply_markup["inline_keyboard"] for b in row]
+    assert [b["text"] for b in buttons] == ["👍 relevant", "🔇 mute source",
+                                            "👎 not this narrative"]
+    presses = [signer.decode(b["callback_data"]) for b in buttons]
+    assert {p.alert_id for p in presses} == {alert_id}
+
+
+async def test_blocked_subscriber_is_deactivated(tg: FakeTelegram, bot: telegram.Bot,
+                                                 store: Store) -> None:
+    audience = Audience(store, None)
+    audience.register_chat(CHAT, "private")
+    audience.subscribe(CHAT, ["kz"])
+    queue(store, [CHAT])
+    tg.block(CHAT)
+    await TelegramSink(bot, store, audience=audience).deliver_pending()
+    assert not audience.is_active(CHAT)
+    assert audience.routes("Feed", ["kz"]) == {}
+
+
+async def test_private_chat_gets_at_most_one_message_a_second(
+        tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:
+    queue(store, [CHAT], key="a")
+    queue(store, [CHAT], key="b")
+    queue(store, [CHAT], key="c")
+    await TelegramSink(bot, store).deliver_pending()
+    times = [m.at for m in tg.messages_to(int(CHAT))]
+    assert len(times) == 3
+    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(times))
+
+
+async def test_read_timeout_after_accept_is_resent_and_counted(
+        tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:
+    """Telegram accepted the message but the answer never came: the bot cannot know, so it sends
+    again (never lose an alert) and counts the send as interrupted: the one duplicate it allows."""
+    [alert_id] = queue(store, [CHAT])
+    tg.inject("sendMessage", AcceptThenStall(4.0))
+    sink = TelegramSink(bot, store)
+    first = await sink.deliver_pending()
+    assert first.retried == 1 and len(tg.sent) == 1
+    assert row(store, alert_id)["status"] == "pending" and row(store, alert_id)["interrupted"] == 1
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=5), tick=True):
+        second = await sink.deliver_pending()
+    assert second.sent == 1 and row(store, alert_id)["status"] == "sent"
+    duplicates = len(tg.messages_to(int(CHAT))) - 1
+    assert duplicates == 1 == store.counts()["alerts_interrupted"]

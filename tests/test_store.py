@@ -156,7 +156,8 @@ def test_record_article_twice_adds_nothing(store: Store) -> None:
 def test_no_matches_no_alerts_but_seen(store: Store) -> None:
     assert store.record_article(_article(), 3, [], ["c1", "c2"]) == []
     assert store.unseen([_article()]) == []
-    assert store.counts() == {"articles": 1, "matches": 0, "alerts_pending": 0, "alerts_sending": 0, "alerts_interrupted": 0,
+    assert store.counts() == {"articles": 1, "matches": 0, "alerts_pending": 0,
+                              "alerts_sending": 0, "alerts_interrupted": 0,
                               "alerts_sent": 0, "alerts_failed": 0}
 
 
@@ -230,7 +231,8 @@ def test_mark_sent_and_failed(store: Store, db_path: Path) -> None:
         (sent, "sent", 2, 777, None),
         (failed, "failed", 1, None, "403 Forbidden"),
         (kept, "pending", 0, None, None)]
-    assert store.counts() == {"articles": 1, "matches": 1, "alerts_pending": 1, "alerts_sending": 0, "alerts_interrupted": 0,
+    assert store.counts() == {"articles": 1, "matches": 1, "alerts_pending": 1,
+                              "alerts_sending": 0, "alerts_interrupted": 0,
                               "alerts_sent": 1, "alerts_failed": 1}
 
 
@@ -279,7 +281,8 @@ def test_in_memory_copy_never_writes_the_file(store: Store, db_path: Path) -> No
         assert copy.counts()["articles"] == 2
     finally:
         copy.close()
-    assert store.counts() == {"articles": 1, "matches": 1, "alerts_pending": 1, "alerts_sending": 0, "alerts_interrupted": 0,
+    assert store.counts() == {"articles": 1, "matches": 1, "alerts_pending": 1,
+                              "alerts_sending": 0, "alerts_interrupted": 0,
                               "alerts_sent": 0, "alerts_failed": 0}
     assert _rows(db_path, "SELECT COUNT(*) FROM articles") == [(1,)]
     assert store.feed_health("news", "https://example.org/rss").consecutive_errors == 0
@@ -301,12 +304,14 @@ def test_in_memory_copy_after_close_and_of_missing_file(tmp_path: Path, db_path:
 
 
 def test_counts(store: Store) -> None:
-    assert store.counts() == {"articles": 0, "matches": 0, "alerts_pending": 0, "alerts_sending": 0, "alerts_interrupted": 0,
+    assert store.counts() == {"articles": 0, "matches": 0, "alerts_pending": 0,
+                              "alerts_sending": 0, "alerts_interrupted": 0,
                               "alerts_sent": 0, "alerts_failed": 0}
     store.record_article(_article("a1"), 1, [_match("kz", 0.8), _match("kg", 0.7)], ["c1", "c2"])
     store.record_article(_article("a2"), 1, [_match("kz", 0.9)], ["c1"])
     store.record_article(_article("a3"), 1, [], ["c1"])
     first = store.pending_alerts()[0].id
     store.mark_failed(first, "gone")
-    assert store.counts() == {"articles": 3, "matches": 3, "alerts_pending": 2, "alerts_sending": 0, "alerts_interrupted": 0,
+    assert store.counts() == {"articles": 3, "matches": 3, "alerts_pending": 2,
+                              "alerts_sending": 0, "alerts_interrupted": 0,
                               "alerts_sent": 0, "alerts_failed": 1}
