@@ -1,0 +1,41 @@
+"""Narrative files are watched: a change is reloaded; a bad file keeps the old set, reported."""
+
+from __future__ import annotations
+
+import httpx
+
+from bot.service import build_service
+from bot.store import Store
+from tests.conftest import WriteConfig
+
+NEW = """id = "new-one"
+title = "A brand-new narrative"
+statements = ["Mongolia wants to return to China."]
+"""
+
+
+async def test_watch_reloads_changed_files_and_reports_bad_ones(
+        write_config: WriteConfig, shipped_narratives: list) -> None:
+    config = write_config()
+    store = Store(config.state.path)
+    async with httpx.AsyncClient() as client:
+        service = build_service(config, shipped_narratives, store, client, "", commands=False,
+                                console=True)
+    reloader = service.scheduler.get_job("narratives").func.__self__
+    folder = config.narratives_dir
+
+    await reloader.watch()  # nothing changed: nothing happens
+    assert store.pending_notices() == []
+
+    (folder / "new.toml").write_text(NEW, "utf-8")
+    await reloader.watch()
+    assert "new-one" in {n.id for n in service.runtime.narratives}
+    assert service.pipeline.index is service.runtime.index
+
+    (folder / "broken.toml").write_text('id = "x"\ntitle = 3\n', "utf-8")
+    await reloader.watch()
+    [notice] = store.pending_notices()
+    assert notice.chat_id == "42" and "broken.toml" in notice.text and "title" in notice.text
+    assert "new-one" in {n.id for n in service.runtime.narratives}  # previous set still active
+    await reloader.watch()  # reported once, not at every check
+    assert len(store.pending_notices()) == 1
