@@ -137,7 +137,7 @@ class Audience:
 
     def unmute(self, chat_id: str, source: str) -> bool:
         with self.store.transaction() as db:
-            return db.execute("DELETE FROM mutes WHERE chat_id = ? AND source = ?",
+            return db.execute("DELETE FROM mutes WHERE chat_id = ? AND source = ? COLLATE NOCASE",
                               (chat_id, source)).rowcount > 0
 
     def mutes(self, chat_id: str, now: datetime | None = None) -> list[Mute]:

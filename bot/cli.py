@@ -285,7 +285,8 @@ async def _run(config: Config, narratives: list, token: str) -> int:
                      len(config.feeds), len(narratives))
             await stop.wait()
             log.info("stopping")
-            service.scheduler.shutdown(wait=False)
+            # Let a running poll or delivery finish: a send cut off here would be resent.
+            await service.scheduler.stop(timeout=10)
             await _stop_telegram(service)
     finally:
         store.close()

@@ -57,15 +57,15 @@ class Pipeline:
 
     def __init__(self, config: Config, store: Store, index: NarrativeIndex,
                  embedder: AsyncEmbedder, client: httpx.AsyncClient,
-                 chats: Callable[[], Sequence[str]] = list, route: Route | None = None) -> None:
-        """`route(source, narrative_ids)` says which chat gets which narratives; without it,
-        every chat of `chats()` gets every match."""
+                 route: Route) -> None:
+        """`route(source, narrative_ids)` says which chat gets which narratives (a plain list
+        of chats: each gets every match)."""
         self.config = config
         self.store = store
         self.index = index
         self.embedder = embedder
         self.client = client
-        self.route = route or (lambda _source, _ids: list(chats()))
+        self.route = route
         self.limits = fetch_limits(config)
         self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
 

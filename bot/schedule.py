@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,10 +32,38 @@ def feed_trigger(feed: FeedConfig, jitter: float) -> IntervalTrigger:
     return IntervalTrigger(seconds=seconds, jitter=int(seconds * jitter) or None)
 
 
-def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> AsyncIOScheduler:
+class DrainingScheduler(AsyncIOScheduler):
+    """An AsyncIOScheduler that can let its running polls and deliveries finish before a stop:
+    APScheduler's own shutdown(wait=True) does not wait for coroutine jobs."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._running: set[asyncio.Task] = set()
+
+    def tracked(self, job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        async def run(*args: object) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
+            try:
+                await job(*args)
+            finally:
+                self._running.discard(task)  # type: ignore[arg-type]
+
+        return run
+
+    async def stop(self, timeout: float) -> None:
+        """No new runs; wait up to `timeout` s for the running ones, then shut down."""
+        self.pause()
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+        self.shutdown(wait=False)
+
+
+def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> DrainingScheduler:
     """A scheduler, not yet started, with every enabled feed and the delivery job."""
     config = pipeline.config
-    scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={
+    scheduler = DrainingScheduler(timezone=UTC, job_defaults={
         "max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
     now = datetime.now(UTC)
     more = asyncio.Event()  # set when a poll queued alerts: deliver (again) at once
@@ -58,9 +87,10 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> AsyncIOScheduler:
 
     for feed in config.feeds:
         if feed.enabled:
-            scheduler.add_job(poll, feed_trigger(feed, config.schedule.jitter), args=[feed],
-                              id=feed_job_id(feed), name=f"poll {feed.name}", next_run_time=now)
-    scheduler.add_job(deliver, IntervalTrigger(
+            scheduler.add_job(scheduler.tracked(poll), feed_trigger(feed, config.schedule.jitter),
+                              args=[feed], id=feed_job_id(feed), name=f"poll {feed.name}",
+                              next_run_time=now)
+    scheduler.add_job(scheduler.tracked(deliver), IntervalTrigger(
         seconds=config.schedule.delivery_interval.total_seconds()), id=DELIVERY_JOB,
         name="deliver alerts", next_run_time=now)
     return scheduler

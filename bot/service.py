@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from telegram import Bot
 from telegram.ext import AIORateLimiter, Application, ExtBot
@@ -26,7 +25,7 @@ from bot.config import Config, ConfigError, Narrative
 from bot.deliver import AlertSink, ConsoleSink, TelegramSink
 from bot.pipeline import Pipeline
 from bot.runtime import Runtime
-from bot.schedule import build_scheduler
+from bot.schedule import DrainingScheduler, build_scheduler
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ class Service:
     audience: Audience
     pipeline: Pipeline
     sink: AlertSink
-    scheduler: AsyncIOScheduler
+    scheduler: DrainingScheduler
     application: Application | None
     bot: Bot | None
 

@@ -53,7 +53,7 @@ async def test_new_articles_alert_once_and_unchanged_feeds_cost_nothing(
     sink = TelegramSink(bot, runtime.store)
     async with make_client(fetch_limits(config)) as client, bot:
         pipeline = Pipeline(config, runtime.store, runtime.index, runtime.embedder, client,
-                            chats=lambda: [CHANNEL])
+                            route=lambda _source, _ids: [CHANNEL])
         first = {r.feed: r for r in await pipeline.poll_all()}
         await sink.deliver_pending()
 

@@ -169,7 +169,7 @@ async def open_pipeline(config: Config, index: NarrativeIndex,
     try:
         async with make_client(fetch_limits(config)) as client:
             yield Pipeline(config, store, index, AsyncEmbedder(embedder), client,
-                           chats=lambda: [CHANNEL]), store
+                           route=lambda _source, _ids: [CHANNEL]), store
     finally:
         store.close()
 
@@ -957,7 +957,7 @@ async def test_every_shared_feed_file_survives_the_pipeline(
             for start in range(0, len(feed_configs), 100):
                 config = base.model_copy(update={"feeds": feed_configs[start:start + 100]})
                 pipeline = Pipeline(config, store, stub_index, AsyncEmbedder(StubEmbedder(start)),
-                                    client, chats=lambda: [CHANNEL])
+                                    client, route=lambda _source, _ids: [CHANNEL])
                 reports += await asyncio.wait_for(pipeline.poll_all(), 60)
         health = {h.name: h for h in store.all_feed_health()}
     finally:

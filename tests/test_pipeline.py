@@ -39,7 +39,8 @@ async def test_a_big_feed_is_worked_off_over_several_polls(
     embedder = CountingEmbedder()
     index = NarrativeIndex(shipped_narratives, embedder, default_threshold=0.99)
     async with make_client(fetch_limits(config)) as client:
-        pipeline = Pipeline(config, store, index, AsyncEmbedder(embedder), client)
+        pipeline = Pipeline(config, store, index, AsyncEmbedder(embedder), client,
+                            route=lambda _source, _ids: [])
         reports = [await pipeline.poll_feed(config.feeds[0], force=True) for _ in range(4)]
     assert [(r.status, r.new_articles, r.backlog) for r in reports] == [
         ("new", 2, 3), ("new", 2, 1), ("new", 1, 0), ("not-modified", 0, 0)]

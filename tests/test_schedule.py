@@ -88,7 +88,7 @@ async def make_pipeline(write_config: WriteConfig, shipped_narratives: list[Narr
             stack.callback(runtime.close)
             client = await stack.enter_async_context(make_client(fetch_limits(config)))
             return Pipeline(config, runtime.store, runtime.index, runtime.embedder, client,
-                            chats=lambda: [CHANNEL])
+                            route=lambda _source, _ids: [CHANNEL])
 
         yield make
 
