@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from bot.guard import KeywordGuard
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -121,11 +123,69 @@ class ScheduleConfig(_Strict):
     reload_check: Duration = timedelta(seconds=30)  # how often narratives_dir is checked
 
 
+class TrendsConfig(_Strict):
+    """Volume spikes: a narrative's matches over `window` against its own daily baseline."""
+
+    spikes: bool = True
+    window: Duration = timedelta(hours=24)
+    baseline_days: int = Field(default=14, ge=3, le=365)
+    min_z: float = Field(default=3.5, gt=0)  # robust z-score (median/MAD) that makes a spike
+    calm_z: float = Field(default=1.5, ge=0)  # below this the spike is over and may fire again
+    min_matches: int = Field(default=5, ge=1)
+    min_sources: int = Field(default=3, ge=1)
+    check_interval: Duration = timedelta(minutes=15)
+
+    @field_validator("check_interval")
+    @classmethod
+    def _check_floor(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=10):
+            raise ValueError("must be at least 10s")
+        return v
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class DigestConfig(_Strict):
+    """A daily or weekly summary sent to one chat at a local time."""
+
+    chat: str | int
+    every: Literal["daily", "weekly"] = "daily"
+    time: str = "09:00"  # HH:MM in `timezone`
+    timezone: str = "UTC"
+    weekday: Weekday = "mon"  # for weekly digests
+
+    @field_validator("time")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", v.strip())
+        if not m:
+            raise ValueError("must be a time of day such as '09:00'")
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as "
+                             "'Asia/Almaty')") from None
+        return v
+
+    @property
+    def chat_id(self) -> str:
+        return str(self.chat)
+
+
 class FeedConfig(_Strict):
     name: str = Field(min_length=1, max_length=100)
     url: str
     interval: Duration = timedelta(minutes=10)
     enabled: bool = True
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")  # else guessed per article
 
     @field_validator("interval")
     @classmethod
@@ -150,6 +210,8 @@ class Config(_Strict):
     model: ModelConfig = ModelConfig()
     fetch: FetchConfig = FetchConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    trends: TrendsConfig = TrendsConfig()
+    digests: list[DigestConfig] = Field(default_factory=list)
     feeds: list[FeedConfig] = Field(default_factory=list)
     source_file: Path | None = Field(default=None, exclude=True)
 
@@ -174,8 +236,17 @@ class Narrative(_Strict):
     counter_examples: list[Annotated[str, Field(min_length=3, max_length=2000)]] = Field(
         default_factory=list)
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    # keyword guard: the article must name one of these (literal, whole word, `*` = prefix)
+    require_any: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=500)
     enabled: bool = True
     source_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("require_any")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        KeywordGuard(v)  # raises ValueError naming a bad term
+        return v
 
 
 def load_config(path: Path) -> Config:

