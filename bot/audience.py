@@ -4,6 +4,8 @@
 - A private chat or group gets only the narratives it subscribed to, minus its own mutes.
 - A mute hides a source from one chat until it expires; the source is still fetched, matched and
   counted.
+- Narrative-level messages (spike alerts) go to the channel (if it covers the narrative) and to
+  the narrative's subscribers; source mutes do not apply to them.
 - Feedback is kept per article, narrative and user; enough 👎 turns the evidence passage into a
   counter-example of that narrative (learned, kept in state, used from then on).
 These tables live in the same SQLite file as the rest of the state.
@@ -173,6 +175,21 @@ class Audience:
             if chosen:
                 routes[chat_id] = chosen
         return routes
+
+    def narrative_chats(self, narrative_id: str) -> list[str]:
+        """Who gets a narrative-level message (a spike alert): the channel when it covers the
+        narrative, and every active chat subscribed to it. Source mutes do not apply: a spike
+        is about the narrative across all sources, not about one outlet."""
+        chats: list[str] = []
+        if self.channel and (ALL in self.channel_narratives
+                             or narrative_id in self.channel_narratives):
+            chats.append(self.channel)
+        rows = self.store.db.execute(
+            "SELECT DISTINCT s.chat_id FROM subscriptions s JOIN chats c ON c.chat_id = s.chat_id "
+            "WHERE c.active = 1 AND s.narrative_id IN (?, ?) ORDER BY s.chat_id",
+            (narrative_id, ALL)).fetchall()
+        chats += [r[0] for r in rows if r[0] != self.channel]
+        return chats
 
     def _muted(self, chat_id: str, source: str, now: datetime) -> bool:
         return any(m.source.casefold() == source.casefold() for m in self.mutes(chat_id, now))

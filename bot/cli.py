@@ -1,4 +1,5 @@
-"""`narrative-bot run | poll --once | score | backtest | check-config | check-feeds | eval`.
+"""`narrative-bot run | poll | score | backtest | check-config | check-feeds | eval | calibrate |
+export`.
 
 Every command takes `--config PATH` (default ./config.toml); relative paths inside it are
 resolved against the config file's folder. A bad config exits with status 2 before any state
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from bot import calibrate as calibration
 from bot import evaluate
 from bot.config import (
     Config,
@@ -29,12 +32,13 @@ from bot.config import (
     load_narrative,
     parse_duration,
 )
+from bot.export import export_matches
 from bot.fetch import fetch_feed, make_client
 from bot.logs import setup_logging
 from bot.models import HttpCacheState
 from bot.parse import parse_feed
 from bot.pipeline import PollReport, fetch_limits
-from bot.runtime import Runtime, load_settings
+from bot.runtime import Runtime, index_options, load_settings
 from bot.service import Service, build_service
 from bot.store import FeedHealth, Store
 
@@ -70,6 +74,21 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     ev.add_argument("--split", default="dev", help="claims: which queries (default dev)")
     ev.add_argument("--limit", type=int, help="parallel: only the first N sentences")
+    export = sub.add_parser("export", parents=[common],
+                            help="write matches with their evidence, for audits")
+    export.add_argument("--since", default="30d", help="how far back (default 30d)")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    cal = sub.add_parser("calibrate", parents=[common],
+                         help="propose thresholds from labelled documents and 👍/👎 feedback")
+    cal.add_argument("datasets", nargs="*", type=Path, help="alerts-layout folders")
+    cal.add_argument("--feedback", action="store_true", help="also use stored 👍/👎 votes")
+    cal.add_argument("--target-precision", type=float, default=0.9)
+    cal.add_argument("--min-positives", type=int, default=3,
+                     help="fewer positive examples than this: no proposal (default 3)")
+    cal.add_argument("--write", action="store_true",
+                     help="write each narrative's proposed threshold into its file")
+    cal.add_argument("--json", action="store_true", help="end with one JSON line")
     return parser
 
 
@@ -90,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _score(args, config, narratives)
     if args.command == "eval":
         return _eval(args, config, narratives)
+    if args.command == "export":
+        return _export(args, config)
+    if args.command == "calibrate":
+        return _calibrate(args, config, narratives)
     if args.command == "backtest":
         return _backtest(args, config, narratives)
     try:
@@ -167,9 +190,12 @@ def _score(args: argparse.Namespace, config: Config, narratives: list) -> int:
         runtime.close()
     for s in sorted(scores, key=lambda s: -s.score):
         verdict = "MATCH" if s.supported else "-"
-        print(f"{s.narrative_id:24} {s.score:6.3f} / {s.threshold:.3f}  "
-              f"counter {s.counter_score:6.3f}"
-              f"  {verdict}\n    passage #{s.passage.index}: {s.passage.text[:300]}")
+        guard = (" (guard: no keyword)" if s.guarded_out
+                 else f" (keyword {s.guard_hit!r})" if s.guard_hit else "")
+        print(f"{s.narrative_id:24} {s.score:6.3f} / {s.threshold:.3f}  rank {s.rank:6.3f}  "
+              f"counter {s.counter_score:6.3f}  {verdict}{guard}\n"
+              f"    passage #{s.passage.index}: {s.passage.text[:300]}\n"
+              f"    closest statement: {s.statement[:200]}")
     return 0
 
 
@@ -219,8 +245,8 @@ def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
                 print(f"{mark} {r.doc:24} expected {sorted(r.expected) or '-'} "
                       f"alerted {sorted(r.alerted) or '-'}")
         elif kind == "claims":
-            figures = evaluate.eval_claims(encode, runtime.index.centering,
-                                           config.matching.threshold, args.dataset, args.split)
+            options = index_options(config, runtime.index.centering)
+            figures = evaluate.eval_claims(encode, options, args.dataset, args.split)
         else:
             figures = evaluate.eval_parallel(encode, runtime.index.centering, args.dataset,
                                              args.limit)
@@ -232,6 +258,74 @@ def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
     if args.json:
         print(json.dumps({"kind": kind, **figures}))
     return 0
+
+
+def _export(args: argparse.Namespace, config: Config) -> int:
+    try:
+        since = datetime.now(UTC) - parse_duration(args.since)
+    except (ValueError, OverflowError) as exc:
+        print(f"export: --since: {exc}", file=sys.stderr)
+        return 2
+    if not config.state.path.exists():
+        print(f"export: no state at {config.state.path} (nothing has run yet)", file=sys.stderr)
+        return 2
+    store = Store.in_memory_copy(config.state.path)  # read-only: never blocks the running bot
+    try:
+        if args.output is None:
+            count = export_matches(store, since, args.format, sys.stdout)
+        else:
+            with args.output.open("w", encoding="utf-8", newline="") as out:
+                count = export_matches(store, since, args.format, out)
+    except OSError as exc:
+        print(f"export: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"exported {count} matches since {since:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, config: Config, narratives: list[Narrative]) -> int:
+    if not args.datasets and not args.feedback:
+        print("calibrate: give labelled dataset folders and/or --feedback", file=sys.stderr)
+        return 2
+    if not 0 < args.target_precision <= 1:
+        print("calibrate: --target-precision must be in (0, 1]", file=sys.stderr)
+        return 2
+    runtime = Runtime.open(config, narratives, store=Store.in_memory_copy(config.state.path))
+    try:
+        examples = [e for folder in args.datasets
+                    for e in calibration.examples_from_documents(runtime, folder)]
+        if args.feedback:
+            examples += calibration.examples_from_feedback(runtime)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"calibrate: cannot read the labelled data: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.close()
+    proposals = calibration.calibrate(examples, narratives, config.matching.threshold,
+                                      target_precision=args.target_precision,
+                                      min_positives=args.min_positives)
+    print(f"{len(examples)} examples ({sum(e.positive for e in examples)} positive)")
+    print("\n".join(calibration.format_report(proposals, args.target_precision)))
+    if args.feedback:
+        print("note: feedback exists only for sent alerts, so it can only argue for stricter "
+              "thresholds")
+    if args.write:
+        _write_thresholds(proposals, narratives)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in proposals]))
+    return 0
+
+
+def _write_thresholds(proposals: list[calibration.Proposal], narratives: list[Narrative]) -> None:
+    files = {n.id: n.source_file for n in narratives}
+    for p in proposals:
+        if p.proposed is not None and files.get(p.narrative_id) is not None:
+            calibration.write_threshold(files[p.narrative_id], p.proposed)
+            print(f"wrote threshold = {p.proposed} to {files[p.narrative_id]}")
+    if (shared := proposals[0]).proposed is not None:
+        print(f"shared default: set [matching] threshold = {shared.proposed} in the config")
 
 
 async def _poll_once(config: Config, narratives: list, token: str, *, dry_run: bool) -> int:

@@ -89,6 +89,12 @@ class MatchingConfig(_Strict):
     background_file: Path | None = None
     counter_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
     exclusive: bool = True  # a passage counts only for the narrative it fits best
+    # rank = score + lexical_weight × TF-IDF cosine; decides which narrative a passage fits
+    # best and which passage is the evidence (the threshold applies to the score alone)
+    lexical_weight: float = Field(default=0.6, ge=0.0, le=2.0)
+    # a matching article that re-publishes a story alerted within this window (same text or a
+    # translation) is listed under that alert instead of alerting again; 0 turns it off
+    syndication_window: Duration = timedelta(hours=72)
     passage_chars: int = Field(default=700, ge=80, le=4000)
     max_passages: int = Field(default=80, ge=1, le=1000)
 

@@ -3,6 +3,11 @@
 Every feed-provided string is escaped before it meets Telegram's HTML parser. A message the
 parser still refuses is re-sent as plain text rather than dropped; a message Telegram finds too
 long is cut shorter. Transient failures wait and retry; a 429 pauses the whole round.
+
+Three queues are delivered in turn: article alerts (`outbox`), narrative-level posts (`posts`:
+spike alerts and digests, each one Telegram message — a text, or a chart with its caption)
+and admin notices. Posts follow the alerts' rules: marked *sending* before the request leaves,
+*sent* once Telegram accepted it, retried with back-off, never dropped for a markup error.
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ from telegram.error import (
 from bot.audience import Audience
 from bot.buttons import ButtonSigner
 from bot.models import Alert
-from bot.store import Store
+from bot.store import Post, Store
+from bot.trends import SpikeCheck, format_change
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_UTF16 = 4096
 EVIDENCE_CHARS = 1200
 MAX_URL_CHARS = 1000  # longer links are left out rather than cut into broken ones
+MAX_CAPTION_UTF16 = 1024
+SPIKE_SOURCES = 6
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,46 @@ def render_alert(alert: Alert, evidence_chars: int = EVIDENCE_CHARS) -> Rendered
         evidence_chars //= 2
 
 
+def _hours(delta: timedelta) -> str:
+    hours = round(delta.total_seconds() / 3600)
+    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} h"
+
+
+def _counted(pairs: tuple[tuple[str, int], ...], limit: int) -> str:
+    shown = " · ".join(f"{_trim(name, 60)} {n}" for name, n in pairs[:limit])
+    return shown + (f" · +{len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
+def render_spike(spike: SpikeCheck) -> Rendered:
+    """A spike alert: the numbers, the top sources and languages; fits a photo caption."""
+    esc = html.escape
+    window = _hours(spike.window_end - spike.window_start)
+    usual = f"{spike.baseline_median:g}"
+    change = format_change(spike.count, round(spike.baseline_median))
+    for limit in (SPIKE_SOURCES, 3, 1):
+        sources = _counted(spike.sources, limit)
+        languages = _counted(spike.languages, limit)
+        lines = [
+            (f"📈 <b>Spike: {esc(spike.title)}</b>", f"📈 Spike: {spike.title}"),
+            (f"<b>{spike.count}</b> matches in the last {window}, usually {usual} "
+             f"({esc(change)}, robust z = {spike.z:.1f})",
+             f"{spike.count} matches in the last {window}, usually {usual} "
+             f"({change}, robust z = {spike.z:.1f})"),
+            (f"{spike.distinct_sources} sources: {esc(sources)}",
+             f"{spike.distinct_sources} sources: {sources}"),
+            (f"languages: {esc(languages)}", f"languages: {languages}"),
+            (f"/trend {esc(spike.narrative_id)}", f"/trend {spike.narrative_id}"),
+        ]
+        rich = "\n".join(r for r, _ in lines)
+        plain = "\n".join(p for _, p in lines)
+        if max(_utf16_len(rich), _utf16_len(plain)) <= MAX_CAPTION_UTF16:
+            break
+    plain = _trim_utf16(plain, MAX_CAPTION_UTF16)
+    if _utf16_len(rich) > MAX_CAPTION_UTF16:  # cannot happen with titles ≤ 200 characters
+        rich = esc(_trim_utf16(plain, MAX_CAPTION_UTF16 - 100))
+    return Rendered(html=rich, plain=plain)
+
+
 class AlertSink(Protocol):
     async def deliver_pending(self) -> DeliveryReport: ...
 
@@ -125,8 +173,109 @@ class TelegramSink:
         for alert in self.store.pending_alerts():
             if not await self._deliver_one(alert, report):
                 return report
+        for post in self.store.pending_posts():
+            if not await self._deliver_post(post, report):
+                return report
         await self._deliver_notices()
         return report
+
+    async def _deliver_post(self, post: Post, report: DeliveryReport) -> bool:
+        """Try one spike alert or digest; False means stop this round (429)."""
+        self.store.mark_post_sending(post.id)
+        try:
+            message_id, file_id = await self._send_post(post)
+        except RetryAfter as exc:
+            delay = _seconds(exc.retry_after)
+            self.store.mark_post_retry(post.id, f"rate limited: retry after {delay:g}s",
+                                       timedelta(seconds=delay))
+            report.retried += 1
+            report.paused_for = delay
+            return False
+        except ChatMigrated as exc:
+            new_id = str(exc.new_chat_id)
+            self.store.mark_post_retry(post.id, f"chat migrated to {new_id}", timedelta(0))
+            self.store.move_chat(post.chat_id, new_id)
+            if self.audience is not None:
+                self.audience.migrate(post.chat_id, new_id)
+            report.retried += 1
+            return True
+        except Forbidden as exc:
+            self._post_failed(post, f"forbidden: {exc.message}", report)
+            if self.audience is not None:
+                self.audience.deactivate(post.chat_id, exc.message)
+            return True
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                self._post_failed(post, f"chat not found: {post.chat_id}", report)
+            else:
+                self._post_retry(post, f"bad request: {exc.message}", report)
+            return True
+        except (TimedOut, NetworkError) as exc:
+            self._post_retry(post, f"{type(exc).__name__}, outcome unknown: {exc.message}",
+                             report, outcome_unknown=True)
+            return True
+        except TelegramError as exc:
+            self._post_retry(post, f"{type(exc).__name__}: {exc.message}", report)
+            return True
+        except Exception as exc:  # never leave a post marked 'sending'
+            log.exception("unexpected error sending post %d", post.id)
+            self._post_retry(post, f"{type(exc).__name__}: {exc}", report)
+            return True
+        self.store.mark_post_sent(post.id, message_id, file_id)
+        report.sent += 1
+        return True
+
+    async def _send_post(self, post: Post) -> tuple[int, str | None]:
+        """Send it; (message id, the photo's file_id when a chart was uploaded)."""
+        no_preview = LinkPreviewOptions(is_disabled=True)
+        await self._pace(post.chat_id)
+        if post.chart_id is None:
+            try:
+                message = await self.bot.send_message(post.chat_id, post.html,
+                                                      parse_mode=ParseMode.HTML,
+                                                      link_preview_options=no_preview)
+            except BadRequest as exc:
+                text = exc.message.lower()
+                if "parse entities" not in text and "too long" not in text:
+                    raise
+                log.warning("post %d: plain text for chat %s: %s", post.id, post.chat_id,
+                            exc.message)
+                message = await self.bot.send_message(
+                    post.chat_id, _trim_utf16(post.plain, 3500 if "too long" in text else
+                                              MAX_MESSAGE_UTF16),
+                    link_preview_options=no_preview)
+            return message.message_id, None
+        png, file_id = self.store.chart(post.chart_id)
+        photo: bytes | str = file_id or png
+        try:
+            message = await self.bot.send_photo(post.chat_id, photo, caption=post.html,
+                                                parse_mode=ParseMode.HTML)
+        except BadRequest as exc:
+            text = exc.message.lower()
+            if "parse entities" not in text and "too long" not in text:
+                raise
+            log.warning("post %d: plain caption for chat %s: %s", post.id, post.chat_id,
+                        exc.message)
+            message = await self.bot.send_photo(post.chat_id, photo,
+                                                caption=_trim_utf16(post.plain, 900))
+        sizes = message.photo or ()
+        return message.message_id, (sizes[-1].file_id if sizes and not file_id else None)
+
+    def _post_retry(self, post: Post, error: str, report: DeliveryReport,
+                    *, outcome_unknown: bool = False) -> None:
+        if post.attempts + 1 >= self.max_attempts:
+            self._post_failed(post, f"gave up after {post.attempts + 1} attempts: {error}",
+                              report)
+            return
+        log.warning("post %d to %s will be retried: %s", post.id, post.chat_id, error)
+        self.store.mark_post_retry(post.id, error, _backoff(post.attempts),
+                                   outcome_unknown=outcome_unknown)
+        report.retried += 1
+
+    def _post_failed(self, post: Post, error: str, report: DeliveryReport) -> None:
+        log.error("post %d (%s) to %s failed: %s", post.id, post.kind, post.chat_id, error)
+        self.store.mark_post_failed(post.id, error)
+        report.failed += 1
 
     async def _deliver_notices(self) -> None:
         for notice in self.store.pending_notices():
@@ -255,6 +404,12 @@ class ConsoleSink:
             print(f"--- alert for {alert.chat_id}\n{render_alert(alert).plain}\n",
                   file=self.stream, flush=True)
             self.store.mark_sent(alert.id, None)
+            report.sent += 1
+        for post in self.store.pending_posts(limit=10_000):
+            chart = " (with a chart)" if post.chart_id is not None else ""
+            print(f"--- {post.kind} for {post.chat_id}{chart}\n{post.plain}\n",
+                  file=self.stream, flush=True)
+            self.store.mark_post_sent(post.id, None)
             report.sent += 1
         for notice in self.store.pending_notices(limit=10_000):
             print(f"--- notice for {notice.chat_id}\n{notice.text}\n", file=self.stream, flush=True)

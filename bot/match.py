@@ -3,15 +3,18 @@
 How a passage is scored against a narrative:
 - its *probes* are the passage itself and each quoted span inside it (news that reports a
   narrative quotes its headline; the quote alone says it more plainly than the paragraph);
-- its score is the best cosine similarity of any probe to any of the narrative's statements,
-  its counter score the same against the narrative's counter-examples;
+- its *score* is the best cosine similarity of any probe to any of the narrative's statements,
+  its *counter score* the same against the narrative's counter-examples;
+- its *rank* adds `lexical_weight` × the TF-IDF cosine to the statement (bot/lexical.py): in
+  one language, shared rare words tell which of several close narratives a passage restates;
 - it supports the narrative when the score reaches the threshold, beats the counter score by
-  `counter_margin`, (with `exclusive`) no other narrative fits that passage better, and the
+  `counter_margin`, (with `exclusive`) no other narrative ranks higher on that passage, and the
   article passes the narrative's keyword guard (`require_any`, bot/guard.py) if it has one.
-Scores live in a "centered" space when a background mean is given: subtracting the mean
-embedding of ordinary news and re-normalising removes what every news sentence shares, which
-widens the gap between a narrative and mere topic overlap. The margins were chosen on the eval
-data (README, "Quality").
+The threshold applies to the embedding score alone, so an article in another language than the
+statements is held to the same bar. Scores live in a "centered" space when a background mean
+is given: subtracting the mean embedding of ordinary news and re-normalising removes what every
+news sentence shares, which widens the gap between a narrative and mere topic overlap. The
+defaults were chosen on the eval data (README, "Quality").
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import numpy as np
 from bot.config import Narrative
 from bot.embed import Embedder
 from bot.guard import KeywordGuard
+from bot.lexical import LexicalIndex
 from bot.models import Match, Passage
+from bot.text import split_sentences
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,25 @@ class Centering:
         return shifted / np.maximum(np.linalg.norm(shifted, axis=-1, keepdims=True), 1e-12)
 
 
+SENTENCE_PROBES = True
+MIN_SENTENCE_CHARS = 25  # shorter sentences ("He disagreed.") carry no claim on their own
+
+
+def passage_probes(passage: Passage) -> list[str]:
+    """The texts scored for one passage: itself, its quoted spans, and (when it has several)
+    its sentences, so that one claim sentence inside a long paragraph is not diluted."""
+    probes = [passage.text, *passage.quotes]
+    if SENTENCE_PROBES:
+        sentences = split_sentences(passage.text)
+        if len(sentences) > 1:
+            probes += [s for s in sentences
+                       if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes]
+    return probes
+
+
 def probe_texts(passages: Sequence[Passage]) -> list[str]:
-    """The texts to embed for `passages`: each passage, then its quoted spans, in order."""
-    return [text for p in passages for text in (p.text, *p.quotes)]
+    """The texts to embed for `passages`: each passage's probes, in order."""
+    return [text for p in passages for text in passage_probes(p)]
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,7 @@ class PassageScore:
     supported: bool
     guard_hit: str | None = None  # the keyword that let the narrative through, if it has a guard
     guarded_out: bool = False  # the article names none of the narrative's `require_any` terms
+    rank: float = 0.0  # score + lexical_weight × lexical similarity
 
 
 @dataclass(frozen=True)
@@ -70,17 +92,32 @@ class _Entry:
     guard: KeywordGuard
 
 
+@dataclass(frozen=True)
+class _Scores:
+    """(passages × narratives) arrays for one article."""
+
+    pos: np.ndarray  # best embedding score
+    rank: np.ndarray  # best fused rank
+    neg: np.ndarray  # best counter-example score (-1 without counter-examples)
+    statement: np.ndarray  # index, within the narrative, of the statement behind `rank`
+
+
 class NarrativeIndex:
     """Narratives with their statement vectors, embedded once and reused for every article."""
 
     def __init__(self, narratives: Sequence[Narrative], embedder: Embedder, *,
                  default_threshold: float, counter_margin: float = 0.0,
-                 exclusive: bool = True, centering: Centering | None = None) -> None:
+                 exclusive: bool = True, centering: Centering | None = None,
+                 lexical_weight: float = 0.0, reference_texts: Sequence[str] = ()) -> None:
         self.centering = centering or Centering()
         self.counter_margin = counter_margin
         self.exclusive = exclusive
+        self.lexical_weight = lexical_weight
         self.narratives = list(narratives)
         self._entries = [self._embed(n, embedder, default_threshold) for n in narratives]
+        statements = [s for n in self.narratives for s in n.statements]
+        self._lexical = (LexicalIndex(statements, reference_texts) if lexical_weight else None)
+        self._stack()
 
     def _embed(self, narrative: Narrative, embedder: Embedder, default: float) -> _Entry:
         statements = self.centering.apply(embedder.encode(narrative.statements))
@@ -89,6 +126,17 @@ class NarrativeIndex:
         return _Entry(narrative, threshold, statements, counters,
                       KeywordGuard(narrative.require_any))
 
+    def _stack(self) -> None:
+        """One matrix of every statement (and counter-example), grouped by narrative, so that
+        an article is scored against all narratives with one product."""
+        self._statements = _vstack([e.statements for e in self._entries])
+        self._statement_starts = _starts([len(e.statements) for e in self._entries])
+        with_counters = [j for j, e in enumerate(self._entries) if len(e.counters)]
+        self._counter_owners = np.array(with_counters, dtype=int)
+        self._counters = _vstack([self._entries[j].counters for j in with_counters])
+        self._counter_starts = _starts([len(self._entries[j].counters) for j in with_counters])
+        self._thresholds = np.array([e.threshold for e in self._entries], dtype=np.float32)
+
     def add_counter_examples(self, narrative_id: str, vectors: np.ndarray) -> None:
         """Append counter-example vectors (not yet centered) to one narrative."""
         for i, entry in enumerate(self._entries):
@@ -96,29 +144,39 @@ class NarrativeIndex:
                 counters = np.vstack([entry.counters.reshape(-1, vectors.shape[1]),
                                       self.centering.apply(vectors)])
                 self._entries[i] = replace(entry, counters=counters)
+        self._stack()
 
-    def score(self, passages: Sequence[Passage], probe_vectors: np.ndarray) -> list[PassageScore]:
+    def score(self, passages: Sequence[Passage], probe_vectors: np.ndarray, *,
+              ignore_thresholds: bool = False) -> list[PassageScore]:
         """Each narrative's best passage: its best supported one, else its best overall.
 
         `probe_vectors` holds one row per text of `probe_texts(passages)`.
         """
         if not passages or not self._entries:
             return []
-        vectors = self.centering.apply(probe_vectors)
-        starts = np.cumsum([0] + [1 + len(p.quotes) for p in passages[:-1]])
-        pos, best_statement, neg = self._passage_scores(vectors, starts)
-        supported = pos >= np.array([e.threshold for e in self._entries])
-        supported &= pos - neg > self.counter_margin
+        starts = _starts([len(passage_probes(p)) for p in passages])
+        scores = self._passage_scores(probe_texts(passages), probe_vectors, starts)
+        supported = scores.pos - scores.neg > self.counter_margin
+        if not ignore_thresholds:
+            supported &= scores.pos >= self._thresholds
         if self.exclusive:
-            supported &= pos >= pos.max(axis=1, keepdims=True)
+            supported &= scores.rank >= scores.rank.max(axis=1, keepdims=True)
         article = "\n".join(p.text for p in passages)
         hits = [e.guard.first_hit(article) for e in self._entries]
-        guarded = [bool(e.guard.terms) and hit is None for e, hit in zip(
-            self._entries, hits, strict=True)]
-        supported &= ~np.array(guarded)
-        return [replace(self._best(j, passages, pos[:, j], neg[:, j], best_statement[:, j],
-                                   supported[:, j]), guard_hit=hits[j], guarded_out=guarded[j])
+        guarded = np.array([bool(e.guard.terms) and hit is None
+                            for e, hit in zip(self._entries, hits, strict=True)])
+        supported &= ~guarded
+        return [replace(self._best(j, passages, scores, supported[:, j]), guard_hit=hits[j],
+                        guarded_out=bool(guarded[j]))
                 for j in range(len(self._entries))]
+
+    def eligible_scores(self, passages: Sequence[Passage], probe_vectors: np.ndarray
+                        ) -> dict[str, float | None]:
+        """Each narrative's best score among passages that pass every rule but the threshold
+        (None when none does): the article alerts exactly when this reaches the threshold.
+        What `calibrate` needs to choose thresholds."""
+        scores = self.score(passages, probe_vectors, ignore_thresholds=True)
+        return {s.narrative_id: s.score if s.supported else None for s in scores}
 
     def match(self, passages: Sequence[Passage], probe_vectors: np.ndarray) -> list[Match]:
         return [Match(narrative_id=s.narrative_id, narrative_title=s.narrative_title,
@@ -126,32 +184,58 @@ class NarrativeIndex:
                       statement=s.statement)
                 for s in self.score(passages, probe_vectors) if s.supported]
 
-    def _passage_scores(self, vectors: np.ndarray, starts: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(passages × narratives) best statement score, which statement, best counter score."""
-        pos, which, neg = [], [], []
-        for entry in self._entries:
-            sims = vectors @ entry.statements.T
-            probe_best = sims.max(axis=1)
-            passage_best = np.maximum.reduceat(probe_best, starts)
-            # the statement behind each passage's best probe
-            owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(vectors))))
-            top_probe = [int(np.flatnonzero((owner == i) & (probe_best == passage_best[i]))[0])
-                         for i in range(len(starts))]
-            pos.append(passage_best)
-            which.append(sims[top_probe].argmax(axis=1))
-            counters = (np.maximum.reduceat((vectors @ entry.counters.T).max(axis=1), starts)
-                        if len(entry.counters) else np.full(len(starts), -1.0, np.float32))
-            neg.append(counters)
-        return np.stack(pos, axis=1), np.stack(which, axis=1), np.stack(neg, axis=1)
+    def rank_matrix(self, texts: Sequence[str], vectors: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(texts × narratives) embedding scores and fused ranks, each text one passage: how
+        the claim-retrieval eval ranks many narratives for one query."""
+        scores = self._passage_scores(texts, vectors, np.arange(len(texts)))
+        return scores.pos, scores.rank
 
-    def _best(self, j: int, passages: Sequence[Passage], pos: np.ndarray, neg: np.ndarray,
-              statement: np.ndarray, supported: np.ndarray) -> PassageScore:
+    def _passage_scores(self, texts: Sequence[str], probe_vectors: np.ndarray,
+                        starts: np.ndarray) -> _Scores:
+        vectors = self.centering.apply(probe_vectors)
+        sims = vectors @ self._statements.T  # probes × all statements
+        fused = sims
+        if self._lexical is not None:
+            fused = sims + self.lexical_weight * self._lexical.similarity(texts)
+        pos = np.maximum.reduceat(sims, self._statement_starts, axis=1)  # probes × narratives
+        rank = np.maximum.reduceat(fused, self._statement_starts, axis=1)
+        passage_pos = np.maximum.reduceat(pos, starts, axis=0)
+        passage_rank = np.maximum.reduceat(rank, starts, axis=0)
+        # the probe and statement behind each (passage, narrative) rank
+        owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(vectors))))
+        probe_index = np.arange(len(vectors))[:, None]
+        candidates = np.where(rank == passage_rank[owner], probe_index, len(vectors))
+        top_probe = np.minimum.reduceat(candidates, starts, axis=0)
+        statement = np.zeros_like(top_probe)
+        for j, first in enumerate(self._statement_starts):
+            last = first + len(self._entries[j].statements)
+            statement[:, j] = fused[top_probe[:, j], first:last].argmax(axis=1)
+        neg = np.full_like(passage_pos, -1.0)
+        if len(self._counters):
+            counter = np.maximum.reduceat(vectors @ self._counters.T, self._counter_starts,
+                                          axis=1)
+            neg[:, self._counter_owners] = np.maximum.reduceat(counter, starts, axis=0)
+        return _Scores(passage_pos, passage_rank, neg, statement)
+
+    def _best(self, j: int, passages: Sequence[Passage], scores: _Scores,
+              supported: np.ndarray) -> PassageScore:
         entry = self._entries[j]
         pool = np.flatnonzero(supported) if supported.any() else np.arange(len(passages))
-        i = int(pool[pos[pool].argmax()])
+        order = scores.rank[:, j] if supported.any() else scores.pos[:, j]
+        i = int(pool[order[pool].argmax()])
         return PassageScore(
             narrative_id=entry.narrative.id, narrative_title=entry.narrative.title,
-            threshold=entry.threshold, passage=passages[i], score=float(pos[i]),
-            counter_score=float(neg[i]), statement=entry.narrative.statements[int(statement[i])],
-            supported=bool(supported[i]))
+            threshold=entry.threshold, passage=passages[i], score=float(scores.pos[i, j]),
+            counter_score=float(scores.neg[i, j]),
+            statement=entry.narrative.statements[int(scores.statement[i, j])],
+            supported=bool(supported[i]), rank=float(scores.rank[i, j]))
+
+
+def _starts(sizes: Sequence[int]) -> np.ndarray:
+    return np.cumsum([0, *sizes[:-1]]).astype(int) if len(sizes) else np.zeros(0, dtype=int)
+
+
+def _vstack(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    blocks = [b for b in blocks if len(b)]
+    return np.vstack(blocks).astype(np.float32) if blocks else np.zeros((0, 0), np.float32)

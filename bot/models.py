@@ -43,6 +43,7 @@ class Article:
     title: str
     text: str
     published: datetime | None = None
+    language: str | None = None  # ISO 639 code: declared by the feed, configured, or guessed
 
     @property
     def content_hash(self) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
+from bot.language import guess_language, normalize_language
 from bot.models import Article, ParsedFeed
 from bot.text import clean_text, html_to_text
 
@@ -107,7 +108,17 @@ def _entry_key(entry: Entry, feed_url: str, title: str, text: str) -> str:
     return digest.hexdigest()[:_KEY_HEX_CHARS]
 
 
-def _article(entry: Entry, *, source: str, feed_url: str) -> Article | None:
+def _declared_language(entry: Entry, feed_language: str | None) -> str | None:
+    """dc:language of the entry, its xml:lang (on content, summary or title), else the feed's."""
+    details = [c for c in entry.get("content") or [] if isinstance(c, dict)]
+    details += [entry.get(k) for k in ("summary_detail", "title_detail")]
+    declared = [entry.get("language"), *(d.get("language") for d in details
+                                         if isinstance(d, dict))]
+    return next((code for v in declared if (code := normalize_language(v))), feed_language)
+
+
+def _article(entry: Entry, *, source: str, feed_url: str,
+             feed_language: str | None = None) -> Article | None:
     """One entry → Article, or None when it has neither a title nor any text."""
     title = _text_of(entry.get("title"), TITLE_MAX_CHARS).replace("\n", " ")
     text = _entry_text(entry)
@@ -120,15 +131,19 @@ def _article(entry: Entry, *, source: str, feed_url: str) -> Article | None:
         title=title,
         text=text,
         published=_published(entry),
+        language=(_declared_language(entry, feed_language)
+                  or guess_language(f"{title}\n{text}")),
     )
 
 
-def _articles(entries: list[Entry], *, source: str, feed_url: str) -> list[Article]:
+def _articles(entries: list[Entry], *, source: str, feed_url: str,
+              feed_language: str | None = None) -> list[Article]:
     """Articles in feed order; entries without content and repeated keys are dropped."""
     seen: set[str] = set()
     articles: list[Article] = []
     for entry in entries:
-        article = _article(entry, source=source, feed_url=feed_url)
+        article = _article(entry, source=source, feed_url=feed_url,
+                           feed_language=feed_language)
         if article is not None and article.key not in seen:
             seen.add(article.key)
             articles.append(article)
@@ -232,8 +247,10 @@ def _parse(body: bytes, headers: Mapping[str, str], *, source: str, feed_url: st
     entries = result.get("entries") or []
     if not entries and not result.get("version"):
         return ParsedFeed(articles=[], error=f"not a feed: {reason or 'no RSS/Atom elements'}")
-    feed_title = _text_of(result.get("feed", {}).get("title"), TITLE_MAX_CHARS).replace("\n", " ")
-    articles = _articles(entries, source=source, feed_url=feed_url)
+    feed = result.get("feed", {})
+    feed_title = _text_of(feed.get("title"), TITLE_MAX_CHARS).replace("\n", " ")
+    feed_language = normalize_language(feed.get("language"))
+    articles = _articles(entries, source=source, feed_url=feed_url, feed_language=feed_language)
     if articles:
         return ParsedFeed(articles=articles, feed_title=feed_title, warning=reason or None)
     why = "feed has no entries"

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +61,16 @@ def build_index(config: Config, narratives: Sequence[Narrative], embedder: Embed
                 centering: Centering, learned: Mapping[str, Sequence[str]]) -> NarrativeIndex:
     with_feedback = [n.model_copy(update={"counter_examples": [
         *n.counter_examples, *learned.get(n.id, ())]}) for n in narratives]
-    return NarrativeIndex(with_feedback, embedder, default_threshold=config.matching.threshold,
-                          counter_margin=config.matching.counter_margin,
-                          exclusive=config.matching.exclusive, centering=centering)
+    return NarrativeIndex(with_feedback, embedder, **index_options(config, centering))
+
+
+def index_options(config: Config, centering: Centering) -> dict[str, Any]:
+    """NarrativeIndex settings from `[matching]`, shared by the bot and the eval."""
+    matching = config.matching
+    return {"default_threshold": matching.threshold, "counter_margin": matching.counter_margin,
+            "exclusive": matching.exclusive, "centering": centering,
+            "lexical_weight": matching.lexical_weight,
+            "reference_texts": background_sentences(matching.background_file)}
 
 
 @dataclass
@@ -98,11 +106,20 @@ class Runtime:
 
     def score(self, title: str, text: str) -> tuple[list[Passage], list[PassageScore]]:
         """Passages of a document and each narrative's best score: how analysts tune seeds."""
-        matching = self.config.matching
-        passages = make_passages(title, text, max_chars=matching.passage_chars,
-                                 max_passages=matching.max_passages)
+        passages = self.passages(title, text)
         vectors = self.embedder.encode_blocking(probe_texts(passages))
         return passages, self.index.score(passages, vectors)
+
+    def passages(self, title: str, text: str) -> list[Passage]:
+        matching = self.config.matching
+        return make_passages(title, text, max_chars=matching.passage_chars,
+                             max_passages=matching.max_passages)
+
+    def eligible_scores(self, title: str, text: str) -> dict[str, float | None]:
+        """Each narrative's score as the threshold sees it (None: another rule says no)."""
+        passages = self.passages(title, text)
+        vectors = self.embedder.encode_blocking(probe_texts(passages))
+        return self.index.eligible_scores(passages, vectors)
 
     def close(self) -> None:
         self.store.close()

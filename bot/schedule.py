@@ -1,7 +1,11 @@
-"""APScheduler wiring: one job per feed at its interval (with jitter), and the delivery job.
+"""APScheduler wiring: one job per feed at its interval (with jitter), the delivery job, the
+spike check and one cron job per digest.
 
 Every job runs with max_instances=1 and coalescing, so a slow feed never piles up runs. Every
-feed is polled once at start-up. A poll that queued alerts wakes the delivery job at once.
+feed is polled once at start-up. A poll that queued alerts, a spike check that found a spike
+and a digest that was queued wake the delivery job at once. Digest jobs fire at their local
+time (CronTrigger in the digest's time zone, DST included) and also once at start-up, which
+sends a digest missed while the bot was down (see bot.digest).
 """
 
 from __future__ import annotations
@@ -9,18 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.config import FeedConfig
+from bot.config import DigestConfig, FeedConfig, TrendsConfig
 from bot.deliver import AlertSink
+from bot.digest import Digester
 from bot.pipeline import Pipeline
+from bot.trends import SpikeMonitor
 
 log = logging.getLogger(__name__)
 
 DELIVERY_JOB = "deliver"
+SPIKE_JOB = "spikes"
 
 
 def feed_job_id(feed: FeedConfig) -> str:
@@ -39,6 +48,12 @@ class DrainingScheduler(AsyncIOScheduler):
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         self._running: set[asyncio.Task] = set()
+        self._wake: Callable[[], None] | None = None
+
+    def deliver_now(self) -> None:
+        """Run the delivery job now (again, if it is running): something was queued."""
+        if self._wake is not None:
+            self._wake()
 
     def tracked(self, job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         async def run(*args: object) -> None:
@@ -78,12 +93,18 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> DrainingScheduler:
             if not more.is_set() or report.paused_for:
                 return
 
+    def wake() -> None:
+        more.set()
+        # Runs delivery now; if it is already running, `more` makes it go round again.
+        if scheduler.get_job(DELIVERY_JOB) is not None:
+            scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
+
+    scheduler._wake = wake
+
     async def poll(feed: FeedConfig) -> None:
         report = await pipeline.poll_feed(feed)
         if report.matches:
-            more.set()
-            # Runs delivery now; if it is already running, `more` makes it go round again.
-            scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
+            wake()
 
     for feed in config.feeds:
         if feed.enabled:
@@ -94,3 +115,42 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> DrainingScheduler:
         seconds=config.schedule.delivery_interval.total_seconds()), id=DELIVERY_JOB,
         name="deliver alerts", next_run_time=now)
     return scheduler
+
+
+def digest_job_id(digest: DigestConfig) -> str:
+    day = f" {digest.weekday}" if digest.every == "weekly" else ""
+    return f"digest:{digest.chat_id}:{digest.every}{day} {digest.time} {digest.timezone}"
+
+
+def digest_trigger(digest: DigestConfig) -> CronTrigger:
+    hour, minute = (int(part) for part in digest.time.split(":"))
+    return CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(digest.timezone),
+                       day_of_week=digest.weekday if digest.every == "weekly" else None)
+
+
+def add_trend_jobs(scheduler: DrainingScheduler, trends: TrendsConfig,
+                   monitor: SpikeMonitor | None, digester: Digester | None,
+                   digests: list[DigestConfig]) -> None:
+    """The spike check every `check_interval` (first one a minute after start-up, when the
+    feeds had their first poll) and one cron job per digest (also run at start-up)."""
+    now = datetime.now(UTC)
+    if monitor is not None and trends.spikes:
+        async def check_spikes() -> None:
+            decision = await monitor.check()
+            if decision.new:
+                scheduler.deliver_now()
+
+        scheduler.add_job(scheduler.tracked(check_spikes), IntervalTrigger(
+            seconds=trends.check_interval.total_seconds()), id=SPIKE_JOB,
+            name="check volume spikes", next_run_time=now + timedelta(minutes=1))
+    if digester is None:
+        return
+    for digest in digests:
+        async def send_digest(cfg: DigestConfig) -> None:
+            if await digester.run(cfg):
+                scheduler.deliver_now()
+
+        # misfire grace: a digest a little late (busy loop, suspend) still goes out
+        scheduler.add_job(scheduler.tracked(send_digest), digest_trigger(digest), args=[digest],
+                          id=digest_job_id(digest), name=f"digest for {digest.chat_id}",
+                          next_run_time=now, misfire_grace_time=3600, replace_existing=True)

@@ -21,12 +21,15 @@ from telegram.request import HTTPXRequest
 
 from bot.audience import Audience
 from bot.buttons import ButtonSigner
+from bot.charts import render_trend
 from bot.config import Config, ConfigError, Narrative
-from bot.deliver import AlertSink, ConsoleSink, TelegramSink
+from bot.deliver import AlertSink, ConsoleSink, TelegramSink, render_spike
+from bot.digest import Digester
 from bot.pipeline import Pipeline
 from bot.runtime import Runtime
-from bot.schedule import DrainingScheduler, build_scheduler
+from bot.schedule import DrainingScheduler, add_trend_jobs, build_scheduler
 from bot.store import Store
+from bot.trends import SpikeCheck, SpikeMonitor
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ class Service:
     scheduler: DrainingScheduler
     application: Application | None
     bot: Bot | None
+    spikes: SpikeMonitor | None = None
+    digester: Digester | None = None
 
 
 def make_bot(config: Config, token: str) -> ExtBot:
@@ -139,4 +144,17 @@ def build_service(config: Config, narratives: list[Narrative], store: Store,
     scheduler.add_job(reloader.watch, IntervalTrigger(
         seconds=config.schedule.reload_check.total_seconds()), id="narratives",
         name="watch narratives")
-    return Service(runtime, audience, pipeline, sink, scheduler, application, bot)
+
+    def titles() -> dict[str, str]:
+        return {n.id: n.title for n in runtime.narratives}
+
+    def spike_text(spike: SpikeCheck) -> tuple[str, str]:
+        rendered = render_spike(spike)
+        return rendered.html, rendered.plain
+
+    spikes = SpikeMonitor(store, config.trends, titles, audience.narrative_chats, spike_text,
+                          chart=render_trend)
+    digester = Digester(store, config.trends, titles)
+    add_trend_jobs(scheduler, config.trends, spikes, digester, config.digests)
+    return Service(runtime, audience, pipeline, sink, scheduler, application, bot, spikes,
+                   digester)

@@ -1,23 +1,33 @@
-"""SQLite (WAL) state: feeds' HTTP state and health, seen articles, matches, the alert outbox.
+"""SQLite (WAL) state: feeds' HTTP state and health, seen articles, matches, the alert outbox,
+hourly match volumes, spike state and the outbox of narrative-level posts (spikes, digests).
 
-An article, its matches and their pending alerts are written in one transaction, so a crash
-either loses nothing (the article is processed again) or keeps everything (it is never
-processed again). Delivery marks each alert sent as soon as Telegram accepted it.
+An article, its matches, their hourly volumes and their pending alerts are written in one
+transaction, so a crash either loses nothing (the article is processed again) or keeps
+everything (it is never processed again). Delivery marks each alert sent as soon as Telegram
+accepted it.
+
+Schema versions: 1 is the first release; 2 adds `articles.language`, `volumes`, `spikes`,
+`charts` and `posts`. Opening a version-1 file migrates it in one transaction (the language of
+old articles is guessed from their stored text and the volumes are rebuilt from their matches).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.language import UNDETERMINED, guess_language
 from bot.models import Alert, Article, Evidence, HttpCacheState, Match
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 ARTICLE_TEXT_CHARS = 20_000
 
 _SCHEMA = """
@@ -53,7 +63,8 @@ CREATE TABLE IF NOT EXISTS articles (
     seen_at TEXT NOT NULL,
     passages INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
-    text TEXT  -- kept (capped) so that a new seed can be backtested on past articles
+    text TEXT,  -- kept (capped) so that a new seed can be backtested on past articles
+    language TEXT  -- schema 2: ISO 639 code (declared, configured or guessed)
 );
 CREATE INDEX IF NOT EXISTS articles_content ON articles (source, content_hash);
 CREATE TABLE IF NOT EXISTS matches (
@@ -91,6 +102,56 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, not_before);
 CREATE INDEX IF NOT EXISTS matches_created ON matches (created_at);
 """
 
+# Schema 2. Volumes are counted when matches are recorded (same transaction) and never pruned
+# with articles: one row per narrative, UTC hour, source and language.
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS volumes (
+    narrative_id TEXT NOT NULL,
+    hour TEXT NOT NULL,  -- start of the UTC hour the article was published in (see volume_hour)
+    source TEXT NOT NULL,
+    language TEXT NOT NULL,
+    matches INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (narrative_id, hour, source, language)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS volumes_hour ON volumes (hour);
+CREATE TABLE IF NOT EXISTS spikes (
+    narrative_id TEXT PRIMARY KEY,
+    active INTEGER NOT NULL DEFAULT 0,  -- alerted and not calmed down yet: never alerted again
+    started_at TEXT,
+    calmed_at TEXT,
+    checked_at TEXT,
+    z REAL,
+    window_count INTEGER,
+    details TEXT  -- JSON of the spike that was alerted
+);
+CREATE TABLE IF NOT EXISTS charts (
+    id INTEGER PRIMARY KEY,
+    png BLOB NOT NULL,
+    file_id TEXT,  -- Telegram's id once uploaded: later sends reuse it
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS posts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,  -- 'spike' or 'digest'
+    key TEXT NOT NULL,   -- what it is about: one spike, one digest period
+    chat_id TEXT NOT NULL,
+    html TEXT NOT NULL,  -- the message, or the photo's caption
+    plain TEXT NOT NULL,
+    chart_id INTEGER REFERENCES charts(id),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,
+    last_error TEXT,
+    message_id INTEGER,
+    created_at TEXT NOT NULL,
+    sent_at TEXT,
+    UNIQUE (key, chat_id)  -- a spike or a digest period reaches a chat once
+);
+CREATE INDEX IF NOT EXISTS posts_pending ON posts (status, not_before);
+"""
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -113,6 +174,75 @@ class Notice:
     chat_id: str
     text: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class Volume:
+    """Matches of one narrative in one UTC hour, from one source, in one language."""
+
+    narrative_id: str
+    hour: datetime
+    source: str
+    language: str
+    matches: int
+
+
+@dataclass(frozen=True)
+class MatchRecord:
+    """One stored match with its article and evidence (for exports, digests and audits)."""
+
+    narrative_id: str
+    narrative_title: str
+    score: float
+    threshold: float
+    source: str
+    language: str | None
+    url: str
+    title: str
+    published: datetime | None
+    matched_at: datetime
+    counted_at: datetime  # the moment its volume was counted in (see volume_hour)
+    evidence: str
+    statement: str
+    article_key: str
+
+
+@dataclass(frozen=True)
+class SpikeState:
+    """Where a narrative stands: in a spike (alerted, not calmed down yet) or not."""
+
+    narrative_id: str
+    active: bool
+    started_at: datetime | None
+    calmed_at: datetime | None
+    z: float | None
+    window_count: int | None
+
+
+@dataclass(frozen=True)
+class Post:
+    """A pending narrative-level message (spike alert, digest): text, or a chart with caption."""
+
+    id: int
+    kind: str
+    key: str
+    chat_id: str
+    html: str
+    plain: str
+    chart_id: int | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class PostDraft:
+    """A narrative-level message to queue for some chats: text, or a chart and its caption."""
+
+    kind: str
+    key: str
+    chat_ids: tuple[str, ...]
+    html: str
+    plain: str
+    chart: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -145,10 +275,32 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
-        with self._tx():
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
+        # idempotent; executescript manages its own transaction
+        self._db.executescript(_SCHEMA + _SCHEMA_2)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file from an earlier release up to SCHEMA_VERSION, in one transaction."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else SCHEMA_VERSION  # a new file starts current
+            if version > SCHEMA_VERSION:
+                log.warning("state %s has schema version %d, newer than this release (%d)",
+                            self.path, version, SCHEMA_VERSION)
+                return
+            if version < 2:
+                log.info("migrating state %s from schema version %d to 2", self.path, version)
+                columns = {r[1] for r in db.execute("PRAGMA table_info(articles)")}
+                if "language" not in columns:
+                    db.execute("ALTER TABLE articles ADD COLUMN language TEXT")
+                rows = db.execute("SELECT key, title, text FROM articles "
+                                  "WHERE language IS NULL").fetchall()
+                db.executemany("UPDATE articles SET language = ? WHERE key = ?",
+                               [(guess_language(f"{r['title']}\n{r['text'] or ''}"), r["key"])
+                                for r in rows])
+                _rebuild_volumes(db)
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) "
+                       "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
     @classmethod
     def in_memory_copy(cls, path: Path) -> Store:
@@ -160,6 +312,9 @@ class Store:
                 source.backup(store._db)
             finally:
                 source.close()
+            # the copy is of the file as it is: bring an older schema up to date, in memory
+            store._db.executescript(_SCHEMA + _SCHEMA_2)
+            store._migrate()
         return store
 
     def close(self) -> None:
@@ -276,15 +431,22 @@ class Store:
         `routes` maps each chat to the narratives (among `matches`) it is alerted to; a plain
         list of chat ids alerts each of them to every match.
         """
-        now = iso(_now())
+        seen = _now()
+        now = iso(seen)
         outbox_ids: list[int] = []
         with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (article.key, article.source, article.url, article.title,
-                              iso(article.published), now, passages, article.content_hash,
-                              article.text[:ARTICLE_TEXT_CHARS]))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO articles (key, source, url, title, published, seen_at, "
+                "passages, content_hash, text, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (article.key, article.source, article.url, article.title,
+                 iso(article.published), now, passages, article.content_hash,
+                 article.text[:ARTICLE_TEXT_CHARS], article.language))
             if cur.rowcount == 0:
                 return []  # another poll got there first
+            hour = iso(volume_hour(article.published, seen))
+            for narrative_id in dict.fromkeys(m.narrative_id for m in matches):
+                _count_volume(db, narrative_id, hour, article.source,
+                              article.language or UNDETERMINED)
             for match in matches:
                 db.execute(
                     "INSERT INTO matches (article_key, narrative_id, narrative_title, score, "
@@ -334,8 +496,11 @@ class Store:
     def recover_interrupted(self) -> int:
         """Sends cut off by a crash: back to pending (resent), counted as interrupted."""
         with self._tx() as db:
-            return db.execute("UPDATE outbox SET status = 'pending', "
-                              "interrupted = interrupted + 1 WHERE status = 'sending'").rowcount
+            posts = db.execute("UPDATE posts SET status = 'pending', "
+                               "interrupted = interrupted + 1 WHERE status = 'sending'").rowcount
+            return posts + db.execute("UPDATE outbox SET status = 'pending', "
+                                      "interrupted = interrupted + 1 "
+                                      "WHERE status = 'sending'").rowcount
 
     def mark_sent(self, alert_id: int, message_id: int | None) -> None:
         with self._tx() as db:
@@ -363,6 +528,11 @@ class Store:
                        "AND status = 'pending'", (new_chat_id, old_chat_id))
             # What could not move is already queued for the new chat.
             db.execute("UPDATE outbox SET status = 'failed', last_error = ? WHERE chat_id = ? "
+                       "AND status = 'pending'",
+                       (f"duplicate after migration to {new_chat_id}", old_chat_id))
+            db.execute("UPDATE OR IGNORE posts SET chat_id = ? WHERE chat_id = ? "
+                       "AND status = 'pending'", (new_chat_id, old_chat_id))
+            db.execute("UPDATE posts SET status = 'failed', last_error = ? WHERE chat_id = ? "
                        "AND status = 'pending'",
                        (f"duplicate after migration to {new_chat_id}", old_chat_id))
 
@@ -394,7 +564,8 @@ class Store:
         rows = self._db.execute("SELECT * FROM articles WHERE seen_at >= ? ORDER BY seen_at",
                                 (iso(since),)).fetchall()
         return [(Article(key=r["key"], source=r["source"], url=r["url"], title=r["title"],
-                         text=r["text"] or "", published=parse_time(r["published"])),
+                         text=r["text"] or "", published=parse_time(r["published"]),
+                         language=r["language"]),
                  r["seen_at"]) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -411,6 +582,174 @@ class Store:
                 "SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()[0]
         return result
 
+    # -- volumes and trends --------------------------------------------------------------
+
+    def volumes(self, since: datetime, until: datetime | None = None,
+                narrative_ids: Collection[str] | None = None) -> list[Volume]:
+        """Hourly volume rows with since <= hour < until (UTC hour starts), oldest first."""
+        sql = "SELECT * FROM volumes WHERE hour >= ?"
+        args: list[object] = [iso(volume_hour(since, since))]
+        if until is not None:
+            sql += " AND hour < ?"
+            args.append(iso(until))
+        if narrative_ids is not None:
+            ids = list(narrative_ids)
+            sql += f" AND narrative_id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+            args += ids
+        rows = self._db.execute(sql + " ORDER BY hour, narrative_id, source, language", args)
+        return [Volume(r["narrative_id"], datetime.fromisoformat(r["hour"]), r["source"],
+                       r["language"], r["matches"]) for r in rows]
+
+    def narrative_titles(self) -> dict[str, str]:
+        """narrative id → the title it last matched under (narratives no longer loaded too)."""
+        # SQLite takes the bare column from the row that has the MAX
+        rows = self._db.execute("SELECT narrative_id, narrative_title, MAX(id) FROM matches "
+                                "GROUP BY narrative_id")
+        return {r[0]: r[1] for r in rows}
+
+    def match_records(self, since: datetime, until: datetime | None = None, *,
+                      narrative_ids: Collection[str] | None = None,
+                      by: str = "matched") -> list[MatchRecord]:
+        """Stored matches with their articles, oldest first. `by`: "matched" filters on when
+        the match was recorded, "counted" on the moment its volume counts in."""
+        column = {"matched": "m.created_at", "counted": _COUNTED_AT}[by]
+        sql = (f"SELECT m.*, a.source, a.language, a.url, a.title, a.published, "
+               f"{_COUNTED_AT} AS counted_at FROM matches m JOIN articles a "
+               f"ON a.key = m.article_key WHERE {column} >= ?")
+        args: list[object] = [iso(since)]
+        if until is not None:
+            sql += f" AND {column} < ?"
+            args.append(iso(until))
+        if narrative_ids is not None:
+            ids = list(narrative_ids)
+            sql += f" AND m.narrative_id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+            args += ids
+        rows = self._db.execute(sql + f" ORDER BY {column}, m.id", args)
+        return [MatchRecord(
+            narrative_id=r["narrative_id"], narrative_title=r["narrative_title"],
+            score=r["score"], threshold=r["threshold"], source=r["source"],
+            language=r["language"], url=r["url"], title=r["title"],
+            published=parse_time(r["published"]),
+            matched_at=datetime.fromisoformat(r["created_at"]),
+            counted_at=volume_hour(parse_time(r["counted_at"]), None, floor=False),
+            evidence=r["evidence"], statement=r["statement"], article_key=r["article_key"])
+            for r in rows]
+
+    def spike_states(self) -> dict[str, SpikeState]:
+        rows = self._db.execute("SELECT * FROM spikes").fetchall()
+        return {r["narrative_id"]: SpikeState(
+            r["narrative_id"], bool(r["active"]), parse_time(r["started_at"]),
+            parse_time(r["calmed_at"]), r["z"], r["window_count"]) for r in rows}
+
+    def open_spike(self, narrative_id: str, z: float, window_count: int, details: str,
+                   drafts: Sequence[PostDraft]) -> list[int]:
+        """Flag the narrative as spiking and queue its alert, atomically.
+
+        Returns the queued post ids; [] when the narrative was already flagged (a restart, or a
+        second checker, never alerts the same spike twice).
+        """
+        now = iso(_now())
+        with self._tx() as db:
+            row = db.execute("SELECT active FROM spikes WHERE narrative_id = ?",
+                             (narrative_id,)).fetchone()
+            if row is not None and row[0]:
+                return []
+            db.execute("INSERT INTO spikes (narrative_id, active, started_at, calmed_at, "
+                       "checked_at, z, window_count, details) VALUES (?, 1, ?, NULL, ?, ?, ?, ?) "
+                       "ON CONFLICT(narrative_id) DO UPDATE SET active = 1, "
+                       "started_at = excluded.started_at, calmed_at = NULL, "
+                       "checked_at = excluded.checked_at, z = excluded.z, "
+                       "window_count = excluded.window_count, details = excluded.details",
+                       (narrative_id, now, now, z, window_count, details))
+            return [i for d in drafts for i in self._queue_posts(db, d, now)]
+
+    def note_spike_check(self, narrative_id: str, z: float, window_count: int, *,
+                         calm: bool) -> bool:
+        """Record the latest z of a spiking narrative; `calm` ends the spike. True if it ended."""
+        now = iso(_now())
+        with self._tx() as db:
+            if calm:
+                return db.execute("UPDATE spikes SET active = 0, calmed_at = ?, checked_at = ?, "
+                                  "z = ?, window_count = ? WHERE narrative_id = ? AND active = 1",
+                                  (now, now, z, window_count, narrative_id)).rowcount > 0
+            db.execute("UPDATE spikes SET checked_at = ?, z = ?, window_count = ? "
+                       "WHERE narrative_id = ?", (now, z, window_count, narrative_id))
+            return False
+
+    # -- posts: spike alerts and digests -------------------------------------------------
+
+    def queue_posts(self, drafts: Sequence[PostDraft]) -> list[int]:
+        """Queue one message per draft and chat, atomically; a (key, chat) queued before is
+        left alone, so a spike or a digest period never reaches a chat twice."""
+        with self._tx() as db:
+            now = iso(_now())
+            return [i for d in drafts for i in self._queue_posts(db, d, now)]
+
+    @staticmethod
+    def _queue_posts(db: sqlite3.Connection, draft: PostDraft, now: str | None) -> list[int]:
+        new_chats = [c for c in dict.fromkeys(draft.chat_ids) if db.execute(
+            "SELECT 1 FROM posts WHERE key = ? AND chat_id = ?", (draft.key, c)).fetchone() is None]
+        if not new_chats:
+            return []
+        chart_id = None
+        if draft.chart is not None:  # stored once, however many chats get it
+            chart_id = db.execute("INSERT INTO charts (png, created_at) VALUES (?, ?)",
+                                  (draft.chart, now)).lastrowid
+        return [db.execute("INSERT INTO posts (kind, key, chat_id, html, plain, chart_id, "
+                           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (draft.kind, draft.key, chat, draft.html, draft.plain, chart_id,
+                            now)).lastrowid
+                for chat in new_chats]
+
+    def has_posts(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM posts WHERE key = ? LIMIT 1",
+                                (key,)).fetchone() is not None
+
+    def posts(self, key_prefix: str = "") -> list[tuple[Post, str]]:
+        """Every post whose key starts with `key_prefix`, with its status (for tests, status)."""
+        rows = self._db.execute("SELECT * FROM posts WHERE substr(key, 1, ?) = ? ORDER BY id",
+                                (len(key_prefix), key_prefix)).fetchall()
+        return [(_post_from_row(r), r["status"]) for r in rows]
+
+    def pending_posts(self, limit: int = 100, now: datetime | None = None) -> list[Post]:
+        rows = self._db.execute(
+            "SELECT * FROM posts WHERE status = 'pending' AND (not_before IS NULL OR "
+            "not_before <= ?) ORDER BY id LIMIT ?", (iso(now or _now()), limit)).fetchall()
+        return [_post_from_row(r) for r in rows]
+
+    def chart(self, chart_id: int) -> tuple[bytes, str | None]:
+        """A queued chart: its PNG and, once Telegram has it, its file_id."""
+        row = self._db.execute("SELECT png, file_id FROM charts WHERE id = ?",
+                               (chart_id,)).fetchone()
+        return bytes(row[0]), row[1]
+
+    def mark_post_sending(self, post_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE posts SET status = 'sending' WHERE id = ?", (post_id,))
+
+    def mark_post_sent(self, post_id: int, message_id: int | None,
+                       file_id: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE posts SET status = 'sent', message_id = ?, sent_at = ?, "
+                       "attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                       (message_id, iso(_now()), post_id))
+            if file_id:
+                db.execute("UPDATE charts SET file_id = ? WHERE id = (SELECT chart_id FROM "
+                           "posts WHERE id = ?) AND file_id IS NULL", (file_id, post_id))
+
+    def mark_post_retry(self, post_id: int, error: str, delay: timedelta,
+                        *, outcome_unknown: bool = False) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE posts SET status = 'pending', attempts = attempts + 1, "
+                       "last_error = ?, not_before = ?, interrupted = interrupted + ? "
+                       "WHERE id = ?",
+                       (error, iso(_now() + delay), int(outcome_unknown), post_id))
+
+    def mark_post_failed(self, post_id: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE posts SET status = 'failed', attempts = attempts + 1, "
+                       "last_error = ? WHERE id = ?", (error, post_id))
+
     # -- meta ----------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -421,6 +760,54 @@ class Store:
         with self._tx() as db:
             db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
                        "SET value = excluded.value", (key, value))
+
+
+# When a match counts: its article's publication time, but never later than when the article
+# was seen (feeds with clocks or time zones in the future) and the seen time when undated.
+_COUNTED_AT = "COALESCE(MIN(a.published, a.seen_at), a.seen_at)"
+
+
+def volume_hour(published: datetime | None, seen: datetime | None, *,
+                floor: bool = True) -> datetime:
+    """The UTC hour a match is counted in: publication time, capped at when it was seen.
+
+    Counting by publication rather than by discovery keeps a new feed's back catalogue (or a
+    backlog after downtime) in the days it was published instead of one false spike now.
+    """
+    moment = published if published is not None else seen
+    if moment is None:
+        raise ValueError("either published or seen is needed")
+    if seen is not None and moment > seen:
+        moment = seen
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0) if floor else moment
+
+
+def _count_volume(db: sqlite3.Connection, narrative_id: str, hour: str | None, source: str,
+                  language: str, matches: int = 1) -> None:
+    db.execute("INSERT INTO volumes VALUES (?, ?, ?, ?, ?) ON CONFLICT(narrative_id, hour, "
+               "source, language) DO UPDATE SET matches = matches + excluded.matches",
+               (narrative_id, hour, source, language, matches))
+
+
+def _rebuild_volumes(db: sqlite3.Connection) -> None:
+    """Volumes from the stored matches (the migration from schema 1)."""
+    db.execute("DELETE FROM volumes")
+    counts: dict[tuple[str, str | None, str, str], int] = {}
+    rows = db.execute(f"SELECT DISTINCT m.narrative_id, m.article_key, a.source, a.language, "
+                      f"{_COUNTED_AT} AS counted_at FROM matches m JOIN articles a "
+                      f"ON a.key = m.article_key")
+    for r in rows:
+        hour = iso(volume_hour(parse_time(r["counted_at"]), None))
+        key = (r["narrative_id"], hour, r["source"], r["language"] or UNDETERMINED)
+        counts[key] = counts.get(key, 0) + 1
+    for (narrative_id, hour, source, language), n in counts.items():
+        _count_volume(db, narrative_id, hour, source, language, n)
+
+
+def _post_from_row(r: sqlite3.Row) -> Post:
+    return Post(id=r["id"], kind=r["kind"], key=r["key"], chat_id=r["chat_id"], html=r["html"],
+                plain=r["plain"], chart_id=r["chart_id"], attempts=r["attempts"])
 
 
 def _feed_from_row(row: sqlite3.Row) -> FeedHealth:

@@ -43,10 +43,12 @@ from telegram.ext import (
 
 from bot.audience import ALL, Audience
 from bot.buttons import MUTE, RELEVANT, WRONG, ButtonSigner
+from bot.charts import render_trend
 from bot.config import Config, ConfigError, parse_duration
 from bot.models import Alert, Evidence
 from bot.runtime import Runtime
 from bot.store import Store
+from bot.trends import daily_series, format_change, top_narratives
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,15 @@ class Request:
         return self.services.is_admin(self.user_id)
 
 
-Command = Callable[[Request], Awaitable[str]]
+@dataclass(frozen=True)
+class Photo:
+    """A reply that is a picture (a PNG chart) with an HTML caption (≤ 1024 characters)."""
+
+    png: bytes
+    caption: str
+
+
+Command = Callable[[Request], Awaitable[str | Photo]]
 
 # -- small helpers ------------------------------------------------------------------------
 
@@ -426,6 +436,134 @@ async def cmd_score(req: Request) -> str:
     return listing(f"Scored {len(passages)} passage(s):", entries)
 
 
+# -- trends: /trend, /top, /digest --------------------------------------------------------
+
+TREND_USAGE = ("Usage: /trend &lt;id&gt; [30d] [by source|by language] — a chart of daily "
+               "matches (ids: /narratives)")
+TREND_DAYS, MAX_TREND_DAYS = 30, 365
+TOP_PERIOD, MAX_TOP_PERIOD = timedelta(days=7), timedelta(days=365)
+MAX_CAPTION = 1024
+
+
+def chat_timezone(req: Request) -> str:
+    """The time zone of this chat's digest (its days), else UTC."""
+    return next((d.timezone for d in req.services.config.digests
+                 if d.chat_id == req.chat_id), "UTC")
+
+
+def known_titles(s: Services) -> dict[str, str]:
+    """Loaded narratives, and those that only live on in stored matches."""
+    return {**s.store.narrative_titles(), **{n.id: n.title for n in s.runtime.narratives}}
+
+
+def find_narrative(name: str, titles: dict[str, str]) -> str | None:
+    """An id, or an unambiguous prefix of one (case ignored)."""
+    name = name.casefold()
+    if name in titles:
+        return name
+    candidates = [n for n in titles if n.startswith(name)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def counted(pairs: Sequence[tuple[str, int]], limit: int = 3) -> str:
+    shown = ", ".join(f"{esc(trim(k, 40))} {n}" for k, n in pairs[:limit])
+    return shown + (f", +{len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
+async def cmd_trend(req: Request) -> str | Photo:
+    s = req.services
+    args = [a.casefold() for a in req.args]
+    if not args:
+        return TREND_USAGE
+    titles = known_titles(s)
+    narrative_id = find_narrative(args[0], titles)
+    if narrative_id is None:
+        return f"unknown narrative '{esc(trim(req.args[0], 60))}'; see /narratives"
+    days, by = TREND_DAYS, "language"
+    rest = args[1:]
+    if rest and rest[0] not in ("by", "source", "language", "sources", "languages"):
+        period = duration(rest.pop(0))
+        if period is None or not timedelta(days=2) <= period <= timedelta(days=MAX_TREND_DAYS):
+            return f"The period must be 2d to {MAX_TREND_DAYS}d, e.g. /trend {narrative_id} 30d."
+        days = max(2, round(period / timedelta(days=1)))
+    if rest and rest[0] == "by":
+        rest.pop(0)
+    if rest:
+        by = {"source": "source", "sources": "source", "language": "language",
+              "languages": "language"}.get(rest.pop(0), "")
+    if not by or rest:
+        return TREND_USAGE
+    zone = chat_timezone(req)
+    at = now()
+    volumes = s.store.volumes(at - timedelta(days=days + s.config.trends.baseline_days + 2),
+                              narrative_ids=[narrative_id])
+    series = daily_series(volumes, end=at, days=days, by=by, timezone=zone,
+                          title=titles[narrative_id], narrative_id=narrative_id,
+                          spikes=s.config.trends)
+    png = await asyncio.to_thread(render_trend, series)
+    totals: dict[str, int] = {}
+    for v in volumes:
+        if v.hour >= at - timedelta(days=days):
+            key = v.source if by == "language" else v.language
+            totals[key] = totals.get(key, 0) + v.matches
+    other = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    layers = sorted(((k, sum(c)) for k, c in series.stacks.items()), key=lambda kv: -kv[1])
+    lines = [f"<b>{esc(trim(titles[narrative_id], 200))}</b>",
+             f"{series.total} matches in {days} days ({esc(zone)} days)"]
+    if series.total:
+        lines.append(f"by {by}: {counted(layers, 5)}")
+        lines.append(f"{'sources' if by == 'language' else 'languages'}: {counted(other, 5)}")
+    if series.spike_days:
+        lines.append("spike days: " + ", ".join(f"{d:%d %b}" for d in sorted(series.spike_days)))
+    caption = "\n".join(lines)
+    if len(caption) > MAX_CAPTION:
+        caption = "\n".join(lines[:2])
+    return Photo(png, caption)
+
+
+async def cmd_top(req: Request) -> str:
+    s = req.services
+    period = TOP_PERIOD
+    if req.args:
+        period = duration(req.args[0]) if len(req.args) == 1 else None
+        if period is None or not timedelta(hours=1) <= period <= MAX_TOP_PERIOD:
+            return "Usage: /top [24h|7d|30d] — narratives ranked by matches in that period."
+    at = now()
+    volumes = s.store.volumes(at - 2 * period - timedelta(hours=1))
+    entries = top_narratives(volumes, known_titles(s), at, period)
+    label = span(period)
+    if not entries:
+        return f"No matches in the last {label} or the {label} before."
+    lines = [f"{n}. <b>{esc(trim(e.title, 120))}</b> (<code>{esc(e.narrative_id)}</code>)\n"
+             f"   {e.count} matches · {esc(format_change(e.count, e.previous))} "
+             f"(was {e.previous})"
+             + (f"\n   sources: {counted(e.sources)}" if e.sources else "")
+             + (f"\n   languages: {counted(e.languages)}" if e.languages else "")
+             for n, e in enumerate(entries, start=1)]
+    return listing(f"📊 <b>Top narratives, last {label}</b> (change vs the {label} before)",
+                   lines)
+
+
+WEEKDAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
+                 "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
+
+
+async def cmd_digest(req: Request) -> str:
+    digests = [d for d in req.services.config.digests if d.chat_id == req.chat_id]
+    if not digests:
+        return ("No digest is set up for this chat. Admins add one in config.toml:\n"
+                f"<code>[[digests]]\nchat = \"{esc(req.chat_id)}\"\nevery = \"daily\"  "
+                "# or \"weekly\"\ntime = \"09:00\"\ntimezone = \"Asia/Almaty\"</code>")
+    lines = []
+    for d in digests:
+        when_ = (f"every {WEEKDAY_NAMES[d.weekday]}" if d.every == "weekly" else "every day")
+        period = "the last 7 days" if d.every == "weekly" else "the last 24 hours"
+        lines.append(f"• <b>{d.every.capitalize()}</b> digest {when_} at {esc(d.time)} "
+                     f"({esc(d.timezone)}): {period}, each narrative's matches, change and top "
+                     "articles, and a chart")
+    return "\n".join(["🗞 <b>Digests for this chat</b>", *lines])
+
+
 # -- commands: admins ---------------------------------------------------------------------
 
 
@@ -453,6 +591,9 @@ COMMANDS: list[tuple[str, str]] = [
     ("sources", "every feed: last poll, last error, articles, matches"),
     ("status", "uptime, last cycle, queue, model, totals"),
     ("score", "score a text against every narrative: /score <text>"),
+    ("trend", "chart of a narrative's daily matches: /trend <id> [30d] [by source]"),
+    ("top", "narratives ranked by matches, with change: /top [7d]"),
+    ("digest", "this chat's daily or weekly digest"),
     ("reload", "reload the narrative files"),
 ]
 ADMIN_COMMANDS = frozenset({"reload"})
@@ -460,7 +601,8 @@ HANDLERS: dict[str, Command] = {
     "start": cmd_start, "help": cmd_help, "narratives": cmd_narratives,
     "subscribe": cmd_subscribe, "unsubscribe": cmd_unsubscribe, "mysubs": cmd_mysubs,
     "mute": cmd_mute, "unmute": cmd_unmute, "muted": cmd_muted, "sources": cmd_sources,
-    "status": cmd_status, "score": cmd_score, "reload": cmd_reload,
+    "status": cmd_status, "score": cmd_score, "reload": cmd_reload, "trend": cmd_trend,
+    "top": cmd_top, "digest": cmd_digest,
 }
 
 # -- buttons ------------------------------------------------------------------------------
@@ -520,9 +662,13 @@ def services_of(context: ContextTypes.DEFAULT_TYPE) -> Services:
     return context.bot_data["services"]
 
 
-async def send_reply(message: Message, text: str) -> None:
+async def send_reply(message: Message, reply: str | Photo) -> None:
     try:
-        await message.reply_text(fit(text), parse_mode=ParseMode.HTML, do_quote=False,
+        if isinstance(reply, Photo):
+            await message.reply_photo(reply.png, caption=reply.caption,
+                                      parse_mode=ParseMode.HTML, do_quote=False)
+            return
+        await message.reply_text(fit(reply), parse_mode=ParseMode.HTML, do_quote=False,
                                  link_preview_options=LinkPreviewOptions(is_disabled=True))
     except Exception:
         log.exception("could not reply in chat %s", message.chat_id)
@@ -543,7 +689,7 @@ def command_handler(func: Command) -> Callable[[Update, ContextTypes.DEFAULT_TYP
         if message is None:
             return
         try:
-            reply = await func(make_request(update, context, message))
+            reply: str | Photo = await func(make_request(update, context, message))
         except Exception:
             log.exception("command %r failed", trim(message.text or "", 80))
             reply = SORRY

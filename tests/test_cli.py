@@ -309,3 +309,27 @@ async def test_relative_config_path_resolves_against_the_config_folder(
     assert config.state.path.is_file()
     assert not (elsewhere / "state").exists()
     assert sorted(p.name for p in elsewhere.iterdir()) == []
+
+
+def test_export_command_writes_stored_matches(tmp_path: Path, write_config: WriteConfig,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import csv as csv_module
+
+    from bot import cli
+    from bot.models import Article, Match, Passage
+
+    config = write_config()
+    store = Store(config.state.path)
+    store.record_article(Article("k1", "Sohu", "https://e.org/1", "=Why", "body"), 1,
+                         [Match("kz", "KZ", 0.7, 0.63, Passage(0, "evidence"), "st")], [])
+    store.close()
+    out = tmp_path / "audit.csv"
+    args = ["export", "--since", "7d", "--format", "csv", "--output", str(out), "--config",
+            str(tmp_path / "config.toml")]
+    assert cli.main(args) == 0
+    [row] = list(csv_module.DictReader(out.open(encoding="utf-8", newline="")))
+    assert row["title"] == "'=Why" and row["evidence"] == "evidence"
+    assert "exported 1 matches" in capsys.readouterr().err
+    assert cli.main([*args[:-2], "--since", "soon", *args[-2:]]) == 2
+    (tmp_path / "state").rename(tmp_path / "gone")
+    assert cli.main(args) == 2  # no state yet: a clear error, not an empty file

@@ -368,6 +368,58 @@ async def test_a_failing_handler_replies_sorry_and_the_bot_keeps_going(bot: Bot)
     assert (await bot.ask("/status")).startswith("narrative-bot status")
 
 
+def record_match(store: Store, key: str, narrative: str, title: str, source: str,
+                 language: str, published: datetime) -> None:
+    article = Article(key=key, source=source, url=f"https://example.com/{key}",
+                      title=f"Report {key}", text="x", published=published, language=language)
+    store.record_article(article, 1, [Match(narrative_id=narrative, narrative_title=title,
+                                            score=0.7, threshold=0.63, passage=Passage(0, "ev"),
+                                            statement="st")], [])
+
+
+async def test_trend_top_and_digest(bot: Bot) -> None:
+    at = datetime.now(UTC)
+    for d in range(1, 13):  # a quiet baseline, then a surge today from five outlets
+        record_match(bot.store, f"b{d}", KZ, KZ_TITLE, "Caravan", "ru", at - timedelta(days=d))
+    sources = ["Caravan", "Central Asia", "Central Asia News", "Tom & Jerry <Daily>", "新华社"]
+    for i in range(10):
+        record_match(bot.store, f"s{i}", KZ, KZ_TITLE, sources[i % 5], "zh" if i % 2 else "kk",
+                     at - timedelta(minutes=10 * i))
+    record_match(bot.store, "g1", KG, "Kyrgyzstan should return to its Chinese homeland",
+                 "Caravan", "ky", at - timedelta(days=9))
+
+    caption = await bot.ask(f"/trend {KZ}")
+    photo = bot.telegram.messages_to(USER)[-1]
+    assert photo.method == "sendPhoto" and photo.photo.startswith(b"\x89PNG\r\n\x1a\n")
+    assert caption.startswith(f"{KZ_TITLE}\n22 matches in 30 days (UTC days)")
+    assert "by language: ru 12, kk 5, zh 5" in caption
+    assert "sources: Caravan 14, Central Asia 2" in caption and "spike days: " in caption
+
+    caption = await bot.ask("/trend kz-return 14d by source")  # a unique prefix is enough
+    assert "in 14 days" in caption and "by source: Caravan 14, Central Asia 2" in caption
+    assert "Tom & Jerry <Daily> 2" in caption and "languages: ru 12" in caption
+    assert bot.telegram.messages_to(USER)[-1].method == "sendPhoto"
+
+    assert await bot.ask("/trend nope") == "unknown narrative 'nope'; see /narratives"
+    assert (await bot.ask("/trend")).startswith("Usage: /trend <id> [30d]")
+    assert (await bot.ask(f"/trend {KZ} 1000d")).startswith("The period must be 2d to 365d")
+    assert (await bot.ask(f"/trend {KZ} by colour")).startswith("Usage: /trend")
+    assert bot.telegram.messages_to(USER)[-1].method == "sendMessage"
+
+    top = await bot.ask("/top")
+    assert top.startswith("📊 Top narratives, last 7 days (change vs the 7 days before)")
+    assert (f"1. {KZ_TITLE} ({KZ})\n   16 matches · +167% (was 6)\n"
+            "   sources: Caravan 8, Central Asia 2, Central Asia News 2, +2 more") in top
+    assert f"2. Kyrgyzstan should return to its Chinese homeland ({KG})\n   0 matches" in top
+    assert "(was 1)" in top
+    assert "1 day" in await bot.ask("/top 24h")
+    assert (await bot.ask("/top forever")).startswith("Usage: /top")
+    assert (await bot.ask("/top 2000d")).startswith("Usage: /top")
+
+    reply = await bot.ask("/digest")
+    assert reply.startswith("No digest is set up for this chat.") and f'chat = "{USER}"' in reply
+
+
 def test_long_lists_are_cut_with_a_count_of_the_rest() -> None:
     entries = [f"• <b>feed {i}</b> — {'𝔵' * 60}" for i in range(200)]
     text = listing("<b>200 sources</b>", entries)

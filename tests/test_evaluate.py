@@ -36,17 +36,18 @@ def test_shipped_alert_set_meets_the_bar(write_config: WriteConfig, shipped_narr
     by_doc = {r.doc: r for r in results}
     assert by_doc["seed-004"].alerted == {"kz-return-to-china"}
     assert by_doc["seed-004"].evidence_ok is True
-    assert figures["precision"] >= 0.85 and figures["recall"] >= 0.9
+    assert figures["precision"] >= 0.9 and figures["recall"] >= 0.9
 
 
 def test_claim_retrieval_figures(tmp_path: Path) -> None:
     write_tsv(tmp_path / "claims.tsv", "claim_id\ttext\ttitle\tis_target",
-              ["1\talpha claim\tt\t1", "2\tbeta claim\tt\t1", "3\tgamma claim\tt\t0"])
+              ["1\talpha claim\t\t1", "2\tbeta claim\tbeta title\t1", "3\tgamma claim\t\t0"])
     write_tsv(tmp_path / "queries.tsv", "query_id\ttext\tsplit",
               ["10\talpha tweet\tdev", "11\tbeta tweet\tdev", "12\tdelta tweet\tdev",
                "13\tgamma tweet\ttrain"])
     write_tsv(tmp_path / "qrels.tsv", "query_id\tclaim_id", ["10\t1", "11\t3", "13\t3"])
-    figures = evaluate.eval_claims(one_hot, Centering(), 0.5, tmp_path)
+    options = {"default_threshold": 0.5, "centering": Centering(), "lexical_weight": 0.0}
+    figures = evaluate.eval_claims(one_hot, options, tmp_path)
     assert figures["queries"] == 3
     assert figures["success@1"] == pytest.approx(1 / 3)  # only query 10 ranks its claim first
     # query 11's claim 3 scores 0 and ties with claim 1: rank 2 or 3 of 5 → AP 1/2 or 1/3
@@ -61,6 +62,25 @@ def test_cross_lingual_figures(tmp_path: Path) -> None:
     figures = evaluate.eval_parallel(one_hot, Centering(), tmp_path)
     assert figures["rus_Cyrl.success@1"] == pytest.approx(2 / 3)
     assert figures["rus_Cyrl.gap"] == pytest.approx(2 / 3)
+
+
+def test_fused_rank_uses_fact_check_titles_and_shared_words(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "claims.tsv", "claim_id\ttext\ttitle\tis_target",
+              ["1\talpha vaccines magnets\t\t1", "2\talpha stolen ballots\tgamma\t1"])
+    write_tsv(tmp_path / "queries.tsv", "query_id\ttext\tsplit",
+              ["10\talpha the ballots were stolen\tdev", "11\tgamma title words\tdev"])
+    write_tsv(tmp_path / "qrels.tsv", "query_id\tclaim_id", ["10\t2", "11\t2"])
+    options = {"default_threshold": 0.5, "centering": Centering(), "lexical_weight": 0.5}
+    figures = evaluate.eval_claims(one_hot, options, tmp_path)
+    # 10 ties on embeddings and is decided by shared words; 11 only matches claim 2's title
+    assert figures["success@1"] == 1.0 and figures["map@5"] == 1.0
+
+
+def test_ratio_margin_discounts_a_hub_sentence() -> None:
+    # English sentence 0 is close to every translation: plain cosine picks it for all three
+    sims = np.array([[0.9, 0.2, 0.2], [0.8, 0.75, 0.2], [0.8, 0.2, 0.75]], dtype=np.float32)
+    assert list(sims.argmax(axis=1)) == [0, 0, 0]
+    assert list(evaluate.ratio_margin(sims, k=2).argmax(axis=1)) == [0, 1, 2]
 
 
 def test_eval_command_ends_with_json(tmp_path: Path, write_config: WriteConfig,

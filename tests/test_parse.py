@@ -339,3 +339,20 @@ def test_shared_feed_parses_without_raising(path: Path) -> None:
     for article in parsed.articles:
         _check_article(article)
     assert len({a.key for a in parsed.articles}) == len(parsed.articles)
+
+
+# ---- language ---------------------------------------------------------------------------------
+
+def test_language_declared_by_the_feed_entry_or_guessed() -> None:
+    rss = ('<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+           "<channel><title>t</title><language>ru-RU</language>"
+           "<item><guid>1</guid><title>Қазақстан жаңалықтары</title><dc:language>kk</dc:language>"
+           "</item><item><guid>2</guid><title>Hello world</title></item></channel></rss>")
+    articles = parse_feed(rss.encode(), {}, source="s", feed_url="https://e.org/f").articles
+    assert [a.language for a in articles] == ["kk", "ru"]  # entry's own, else the feed's
+    atom = ('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+            '<entry xml:lang="zh-CN"><id>1</id><title>hello</title></entry>'
+            "<entry><id>2</id><title>Тоҷикистон ба Чин ҳамроҳ мешавад</title></entry>"
+            "<entry><id>3</id><title>哈萨克斯坦为何急于回归中国</title></entry></feed>")
+    articles = parse_feed(atom.encode(), {}, source="s", feed_url="https://e.org/f").articles
+    assert [a.language for a in articles] == ["zh", "tg", "zh"]  # undeclared: guessed

@@ -64,7 +64,7 @@ def _later(hours: float = 1) -> datetime:
 def test_wal_mode_and_schema(store: Store, db_path: Path) -> None:
     assert db_path.is_file()
     assert _rows(db_path, "PRAGMA journal_mode") == [("wal",)]
-    assert store.get_meta("schema_version") == "1"
+    assert store.get_meta("schema_version") == "2"
     store.set_meta("k", "v1")
     store.set_meta("k", "v2")
     assert store.get_meta("k") == "v2" and store.get_meta("missing") is None
@@ -250,7 +250,7 @@ def test_survives_restart(db_path: Path) -> None:
         assert second.pending_alerts() == before and [a.id for a in before] == ids
         assert second.unseen([_article("a1"), _article("a2"), _article("a3")]) == [_article("a3")]
         assert second.feed_health("news", "https://example.org/rss").cache.etag == '"e"'
-        assert second.get_meta("schema_version") == "1"
+        assert second.get_meta("schema_version") == "2"
     finally:
         second.close()
 

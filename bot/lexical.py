@@ -1,0 +1,65 @@
+"""Lexical similarity: TF-IDF cosine between texts, for ranking beside the embedding score.
+
+Embeddings confuse topic with claim; shared rare words ("vassal", "homeland", "Qing") are
+strong evidence that a passage restates a particular narrative when both are in one language.
+Words are folded like keyword guards (bot/guard.py); scripts without spaces contribute
+character bigrams. IDF comes from a reference corpus (ordinary news plus the statements), so
+words every article uses weigh little.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from bot.guard import fold
+
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def terms(text: str) -> list[str]:
+    """Folded words (≥ 3 letters) and, for Chinese runs, character bigrams."""
+    folded = fold(text)
+    out = [w for w in _WORD.findall(_HAN.sub(" ", folded)) if len(w) >= 3]
+    for run in _HAN.findall(folded):
+        out.extend(run[i:i + 2] for i in range(len(run) - 1))
+    return out
+
+
+class LexicalIndex:
+    """TF-IDF vectors of a fixed set of statements; cosine to any text in [0, 1]."""
+
+    def __init__(self, statements: Sequence[str], reference: Iterable[str] = ()) -> None:
+        documents = [set(terms(t)) for t in (*reference, *statements)]
+        frequency = Counter(term for doc in documents for term in doc)
+        total = len(documents)
+        self._idf = {t: math.log((total + 1) / (n + 1)) + 1.0 for t, n in frequency.items()}
+        self._default_idf = math.log(total + 1) + 1.0
+        self._vocabulary = {t: i for i, t in enumerate(sorted(frequency))}
+        self._statements = self._matrix(statements)
+
+    def _vector(self, text: str) -> dict[str, float]:
+        counts = Counter(terms(text))
+        weights = {t: (1 + math.log(n)) * self._idf.get(t, self._default_idf)
+                   for t, n in counts.items()}
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        return {t: w / norm for t, w in weights.items()}
+
+    def _matrix(self, texts: Sequence[str]) -> np.ndarray:
+        matrix = np.zeros((len(texts), len(self._vocabulary)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term, weight in self._vector(text).items():
+                if (column := self._vocabulary.get(term)) is not None:
+                    matrix[row, column] = weight
+        return matrix
+
+    def similarity(self, texts: Sequence[str]) -> np.ndarray:
+        """(texts × statements) TF-IDF cosine; terms unknown to the statements add nothing."""
+        if not texts or not len(self._statements):
+            return np.zeros((len(texts), len(self._statements)), dtype=np.float32)
+        return self._matrix(texts) @ self._statements.T
