@@ -17,11 +17,13 @@ import html
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TextIO
+from functools import partial
+from typing import Generic, Protocol, TextIO, TypeVar
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -46,6 +48,7 @@ EVIDENCE_CHARS = 1200
 MAX_URL_CHARS = 1000  # longer links are left out rather than cut into broken ones
 MAX_CAPTION_UTF16 = 1024
 SPIKE_SOURCES = 6
+ORIGIN_WAIT = timedelta(seconds=5)  # a copy waits for its story's first alert to be sent
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,16 @@ def render_alert(alert: Alert, evidence_chars: int = EVIDENCE_CHARS) -> Rendered
         if max(_utf16_len(rich), _utf16_len(plain)) <= MAX_MESSAGE_UTF16 or evidence_chars < 80:
             return Rendered(html=rich, plain=plain)
         evidence_chars //= 2
+
+
+def render_copy(alert: Alert) -> Rendered:
+    """A syndicated copy: one line, sent as a reply under the story's first alert."""
+    esc = html.escape
+    title = _trim(alert.article_title, 300) or "(untitled)"
+    url = alert.article_url if len(alert.article_url) <= MAX_URL_CHARS else ""
+    link = f'<a href="{esc(url, quote=True)}">{esc(title)}</a>' if url else esc(title)
+    return Rendered(html=f"🔁 Also in <b>{esc(_trim(alert.source, 200))}</b>: {link}",
+                    plain=f"🔁 Also in {_trim(alert.source, 200)}: {title} {url}".rstrip())
 
 
 def _hours(delta: timedelta) -> str:
@@ -150,6 +163,47 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** max(attempts, 0), 3600))
 
 
+async def _html_or_plain(html_send: Callable[[], Awaitable[Message]],
+                         plain_send: Callable[[bool], Awaitable[Message]], what: str) -> Message:
+    """Send the HTML version; when Telegram refuses it, the plain one (told if it was too long).
+
+    Any other refusal is raised for the caller to record.
+    """
+    try:
+        return await html_send()
+    except BadRequest as exc:
+        text = exc.message.lower()
+        if "parse entities" not in text and "too long" not in text:
+            raise
+        # Telegram refused our markup or its length: plain text, cut short, never dropped.
+        log.warning("falling back to plain text for %s: %s", what, exc.message)
+        return await plain_send("too long" in text)
+
+
+T = TypeVar("T")  # what a successful send returns: the alert's or the post's ids
+
+
+class _Retry(Protocol):
+    def __call__(self, error: str, delay: timedelta, *,
+                 outcome_unknown: bool = False) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Outcome(Generic[T]):
+    """Where the fate of one queued message is written: an alert's row or a post's row.
+
+    Alerts and posts follow the same rules (see TelegramSink._attempt); only their tables differ.
+    `what` names the message in the logs; `attempts` counts the tries before this one.
+    """
+
+    what: str
+    chat_id: str
+    attempts: int
+    retry: _Retry
+    fail: Callable[[str], None]
+    sent: Callable[[T], None]
+
+
 class TelegramSink:
     """Sends pending alerts with python-telegram-bot and records the outcome of each.
 
@@ -182,100 +236,36 @@ class TelegramSink:
     async def _deliver_post(self, post: Post, report: DeliveryReport) -> bool:
         """Try one spike alert or digest; False means stop this round (429)."""
         self.store.mark_post_sending(post.id)
-        try:
-            message_id, file_id = await self._send_post(post)
-        except RetryAfter as exc:
-            delay = _seconds(exc.retry_after)
-            self.store.mark_post_retry(post.id, f"rate limited: retry after {delay:g}s",
-                                       timedelta(seconds=delay))
-            report.retried += 1
-            report.paused_for = delay
-            return False
-        except ChatMigrated as exc:
-            new_id = str(exc.new_chat_id)
-            self.store.mark_post_retry(post.id, f"chat migrated to {new_id}", timedelta(0))
-            self.store.move_chat(post.chat_id, new_id)
-            if self.audience is not None:
-                self.audience.migrate(post.chat_id, new_id)
-            report.retried += 1
-            return True
-        except Forbidden as exc:
-            self._post_failed(post, f"forbidden: {exc.message}", report)
-            if self.audience is not None:
-                self.audience.deactivate(post.chat_id, exc.message)
-            return True
-        except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                self._post_failed(post, f"chat not found: {post.chat_id}", report)
-            else:
-                self._post_retry(post, f"bad request: {exc.message}", report)
-            return True
-        except (TimedOut, NetworkError) as exc:
-            self._post_retry(post, f"{type(exc).__name__}, outcome unknown: {exc.message}",
-                             report, outcome_unknown=True)
-            return True
-        except TelegramError as exc:
-            self._post_retry(post, f"{type(exc).__name__}: {exc.message}", report)
-            return True
-        except Exception as exc:  # never leave a post marked 'sending'
-            log.exception("unexpected error sending post %d", post.id)
-            self._post_retry(post, f"{type(exc).__name__}: {exc}", report)
-            return True
-        self.store.mark_post_sent(post.id, message_id, file_id)
-        report.sent += 1
-        return True
+        outcome: _Outcome[tuple[int, str | None]] = _Outcome(
+            f"post {post.id} ({post.kind})", post.chat_id, post.attempts,
+            retry=partial(self.store.mark_post_retry, post.id),
+            fail=partial(self.store.mark_post_failed, post.id),
+            sent=lambda ids: self.store.mark_post_sent(post.id, *ids))
+        return await self._attempt(lambda: self._send_post(post), outcome, report)
 
     async def _send_post(self, post: Post) -> tuple[int, str | None]:
         """Send it; (message id, the photo's file_id when a chart was uploaded)."""
         no_preview = LinkPreviewOptions(is_disabled=True)
-        await self._pace(post.chat_id)
+        chat_id = post.chat_id
+        await self._pace(chat_id)
         if post.chart_id is None:
-            try:
-                message = await self.bot.send_message(post.chat_id, post.html,
-                                                      parse_mode=ParseMode.HTML,
-                                                      link_preview_options=no_preview)
-            except BadRequest as exc:
-                text = exc.message.lower()
-                if "parse entities" not in text and "too long" not in text:
-                    raise
-                log.warning("post %d: plain text for chat %s: %s", post.id, post.chat_id,
-                            exc.message)
-                message = await self.bot.send_message(
-                    post.chat_id, _trim_utf16(post.plain, 3500 if "too long" in text else
-                                              MAX_MESSAGE_UTF16),
-                    link_preview_options=no_preview)
+            message = await _html_or_plain(
+                lambda: self.bot.send_message(chat_id, post.html, parse_mode=ParseMode.HTML,
+                                              link_preview_options=no_preview),
+                lambda too_long: self.bot.send_message(
+                    chat_id, _trim_utf16(post.plain, 3500 if too_long else MAX_MESSAGE_UTF16),
+                    link_preview_options=no_preview),
+                f"post {post.id} in chat {chat_id}")
             return message.message_id, None
         png, file_id = self.store.chart(post.chart_id)
         photo: bytes | str = file_id or png
-        try:
-            message = await self.bot.send_photo(post.chat_id, photo, caption=post.html,
-                                                parse_mode=ParseMode.HTML)
-        except BadRequest as exc:
-            text = exc.message.lower()
-            if "parse entities" not in text and "too long" not in text:
-                raise
-            log.warning("post %d: plain caption for chat %s: %s", post.id, post.chat_id,
-                        exc.message)
-            message = await self.bot.send_photo(post.chat_id, photo,
-                                                caption=_trim_utf16(post.plain, 900))
+        message = await _html_or_plain(
+            lambda: self.bot.send_photo(chat_id, photo, caption=post.html,
+                                        parse_mode=ParseMode.HTML),
+            lambda _: self.bot.send_photo(chat_id, photo, caption=_trim_utf16(post.plain, 900)),
+            f"the caption of post {post.id} in chat {chat_id}")
         sizes = message.photo or ()
         return message.message_id, (sizes[-1].file_id if sizes and not file_id else None)
-
-    def _post_retry(self, post: Post, error: str, report: DeliveryReport,
-                    *, outcome_unknown: bool = False) -> None:
-        if post.attempts + 1 >= self.max_attempts:
-            self._post_failed(post, f"gave up after {post.attempts + 1} attempts: {error}",
-                              report)
-            return
-        log.warning("post %d to %s will be retried: %s", post.id, post.chat_id, error)
-        self.store.mark_post_retry(post.id, error, _backoff(post.attempts),
-                                   outcome_unknown=outcome_unknown)
-        report.retried += 1
-
-    def _post_failed(self, post: Post, error: str, report: DeliveryReport) -> None:
-        log.error("post %d (%s) to %s failed: %s", post.id, post.kind, post.chat_id, error)
-        self.store.mark_post_failed(post.id, error)
-        report.failed += 1
 
     async def _deliver_notices(self) -> None:
         for notice in self.store.pending_notices():
@@ -296,54 +286,79 @@ class TelegramSink:
 
     async def _deliver_one(self, alert: Alert, report: DeliveryReport) -> bool:
         """Try one alert; False means stop this round (Telegram asked us to slow down)."""
-        rendered = render_alert(alert)
+        rendered, reply_to = render_alert(alert), None
+        if alert.origin_key is not None:
+            origin = self.store.origin_delivery(alert.origin_key, alert.chat_id)
+            if origin is not None and origin[0] in ("pending", "sending"):
+                self.store.defer(alert.id, ORIGIN_WAIT)  # the story's first alert goes first
+                return True
+            if origin is not None and origin[0] == "sent":
+                rendered, reply_to = render_copy(alert), origin[1]
+            # else the story never reached this chat (muted there, or failed): a full alert
         self.store.mark_sending(alert.id)
+        outcome: _Outcome[int] = _Outcome(
+            f"alert {alert.id}", alert.chat_id, alert.attempts,
+            retry=partial(self.store.mark_retry, alert.id),
+            fail=partial(self.store.mark_failed, alert.id),
+            sent=partial(self.store.mark_sent, alert.id))
+        return await self._attempt(lambda: self._send(alert, rendered, reply_to), outcome,
+                                   report)
+
+    async def _attempt(self, send: Callable[[], Awaitable[T]], outcome: _Outcome[T],
+                       report: DeliveryReport) -> bool:
+        """Send once and record what came of it; False means stop this round (429)."""
         try:
-            message_id = await self._send(alert, rendered)
+            result = await send()
         except RetryAfter as exc:
             delay = _seconds(exc.retry_after)
-            self.store.mark_retry(alert.id, f"rate limited: retry after {delay:g}s",
-                                  timedelta(seconds=delay))
+            outcome.retry(f"rate limited: retry after {delay:g}s", timedelta(seconds=delay))
             report.retried += 1
             report.paused_for = delay
             return False
-        except ChatMigrated as exc:
-            new_id = str(exc.new_chat_id)
-            log.warning("chat %s migrated to %s; following it", alert.chat_id, new_id)
-            self.store.mark_retry(alert.id, f"chat migrated to {new_id}", timedelta(0))
-            self.store.move_chat(alert.chat_id, new_id)
-            if self.audience is not None:
-                self.audience.migrate(alert.chat_id, new_id)
-            report.retried += 1
+        except Exception as exc:  # never leave an alert or a post marked 'sending'
+            self._record_failure(exc, outcome, report)
             return True
-        except Forbidden as exc:
-            self._give_up(alert, f"forbidden: {exc.message}", report)
-            if self.audience is not None:  # blocked by the user, or removed from the chat
-                self.audience.deactivate(alert.chat_id, exc.message)
-            return True
-        except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                self._give_up(alert, f"chat not found: {alert.chat_id}", report)
-            else:
-                self._retry_later(alert, f"bad request: {exc.message}", report)
-            return True
-        except (TimedOut, NetworkError) as exc:
-            # The request may have reached Telegram: resending risks a duplicate, not resending
-            # risks a loss. We resend (at least once) and count it as interrupted.
-            self._retry_later(alert, f"{type(exc).__name__}, outcome unknown: {exc.message}",
-                              report,
-                              outcome_unknown=True)
-            return True
-        except TelegramError as exc:  # network errors, 5xx
-            self._retry_later(alert, f"{type(exc).__name__}: {exc.message}", report)
-            return True
-        except Exception as exc:  # never leave an alert marked 'sending'
-            log.exception("unexpected error sending alert %d", alert.id)
-            self._retry_later(alert, f"{type(exc).__name__}: {exc}", report)
-            return True
-        self.store.mark_sent(alert.id, message_id)
+        outcome.sent(result)
         report.sent += 1
         return True
+
+    def _record_failure(self, exc: Exception, outcome: _Outcome[T],
+                        report: DeliveryReport) -> None:
+        """Follow a migrated chat, give up on one that is gone, retry everything else.
+
+        Called while `exc` is being handled. The order matters: PTB's BadRequest and TimedOut
+        are NetworkErrors, and every one of them a TelegramError.
+        """
+        if isinstance(exc, ChatMigrated):
+            self._follow_migration(outcome, str(exc.new_chat_id), report)
+        elif isinstance(exc, Forbidden):
+            self._give_up(outcome, f"forbidden: {exc.message}", report)
+            if self.audience is not None:  # blocked by the user, or removed from the chat
+                self.audience.deactivate(outcome.chat_id, exc.message)
+        elif isinstance(exc, BadRequest) and "chat not found" in exc.message.lower():
+            self._give_up(outcome, f"chat not found: {outcome.chat_id}", report)
+        elif isinstance(exc, BadRequest):
+            self._retry_later(outcome, f"bad request: {exc.message}", report)
+        elif isinstance(exc, (TimedOut, NetworkError)):
+            # The request may have reached Telegram: resending risks a duplicate, not resending
+            # risks a loss. We resend (at least once) and count it as interrupted.
+            self._retry_later(outcome, f"{type(exc).__name__}, outcome unknown: {exc.message}",
+                              report, outcome_unknown=True)
+        elif isinstance(exc, TelegramError):  # 5xx and the like
+            self._retry_later(outcome, f"{type(exc).__name__}: {exc.message}", report)
+        else:
+            log.exception("unexpected error sending %s", outcome.what)
+            self._retry_later(outcome, f"{type(exc).__name__}: {exc}", report)
+
+    def _follow_migration(self, outcome: _Outcome[T], new_id: str,
+                          report: DeliveryReport) -> None:
+        """The group became a supergroup: this message and all queued for the chat go there."""
+        log.warning("chat %s migrated to %s; following it", outcome.chat_id, new_id)
+        outcome.retry(f"chat migrated to {new_id}", timedelta(0))
+        self.store.move_chat(outcome.chat_id, new_id)
+        if self.audience is not None:
+            self.audience.migrate(outcome.chat_id, new_id)
+        report.retried += 1
 
     async def _pace(self, chat_id: str) -> None:
         if not chat_id.lstrip("-").isdigit() or chat_id.startswith("-"):
@@ -353,41 +368,43 @@ class TelegramSink:
             await asyncio.sleep(wait)
         self._last_private_send[chat_id] = time.monotonic()
 
-    async def _send(self, alert: Alert, rendered: Rendered) -> int:
+    async def _send(self, alert: Alert, rendered: Rendered, reply_to: int | None = None) -> int:
+        """Send an alert, or with `reply_to` a copy's line under the story's first alert."""
         chat_id = alert.chat_id
         no_preview = LinkPreviewOptions(is_disabled=True)
-        buttons = self.signer.keyboard(alert) if self.signer else None
+        buttons = self.signer.keyboard(alert) if self.signer and reply_to is None else None
+        # the first alert may have been deleted since: then the line stands on its own
+        thread = (None if reply_to is None else
+                  ReplyParameters(message_id=reply_to, allow_sending_without_reply=True))
         await self._pace(chat_id)
-        try:
-            message = await self.bot.send_message(chat_id, rendered.html, parse_mode=ParseMode.HTML,
-                                                  link_preview_options=no_preview,
-                                                  reply_markup=buttons)
-        except BadRequest as exc:
-            text = exc.message.lower()
-            if "parse entities" not in text and "too long" not in text:
-                raise
-            # Telegram refused our markup or its length: plain text, cut short, never dropped.
-            log.warning("falling back to plain text for chat %s: %s", chat_id, exc.message)
-            plain = rendered.plain
-            if "too long" in text:
-                plain = _trim_utf16(plain, min(3500, _utf16_len(plain) * 2 // 3))
-            message = await self.bot.send_message(chat_id, plain, link_preview_options=no_preview,
-                                                  reply_markup=buttons)
+
+        def plain(too_long: bool) -> Awaitable[Message]:
+            text = rendered.plain
+            if too_long:
+                text = _trim_utf16(text, min(3500, _utf16_len(text) * 2 // 3))
+            return self.bot.send_message(chat_id, text, link_preview_options=no_preview,
+                                         reply_markup=buttons, reply_parameters=thread)
+
+        message = await _html_or_plain(
+            lambda: self.bot.send_message(chat_id, rendered.html, parse_mode=ParseMode.HTML,
+                                          link_preview_options=no_preview, reply_markup=buttons,
+                                          reply_parameters=thread),
+            plain, f"alert {alert.id} in chat {chat_id}")
         return message.message_id
 
-    def _retry_later(self, alert: Alert, error: str, report: DeliveryReport,
+    def _retry_later(self, outcome: _Outcome[T], error: str, report: DeliveryReport,
                      *, outcome_unknown: bool = False) -> None:
-        if alert.attempts + 1 >= self.max_attempts:
-            self._give_up(alert, f"gave up after {alert.attempts + 1} attempts: {error}", report)
+        if outcome.attempts + 1 >= self.max_attempts:
+            self._give_up(outcome, f"gave up after {outcome.attempts + 1} attempts: {error}",
+                          report)
             return
-        log.warning("alert %d to %s will be retried: %s", alert.id, alert.chat_id, error)
-        self.store.mark_retry(alert.id, error, _backoff(alert.attempts),
-                              outcome_unknown=outcome_unknown)
+        log.warning("%s to %s will be retried: %s", outcome.what, outcome.chat_id, error)
+        outcome.retry(error, _backoff(outcome.attempts), outcome_unknown=outcome_unknown)
         report.retried += 1
 
-    def _give_up(self, alert: Alert, error: str, report: DeliveryReport) -> None:
-        log.error("alert %d to %s failed: %s", alert.id, alert.chat_id, error)
-        self.store.mark_failed(alert.id, error)
+    def _give_up(self, outcome: _Outcome[T], error: str, report: DeliveryReport) -> None:
+        log.error("%s to %s failed: %s", outcome.what, outcome.chat_id, error)
+        outcome.fail(error)
         report.failed += 1
 
 
@@ -401,7 +418,8 @@ class ConsoleSink:
     async def deliver_pending(self) -> DeliveryReport:
         report = DeliveryReport()
         for alert in self.store.pending_alerts(limit=10_000):
-            print(f"--- alert for {alert.chat_id}\n{render_alert(alert).plain}\n",
+            rendered = render_copy(alert) if alert.origin_key else render_alert(alert)
+            print(f"--- alert for {alert.chat_id}\n{rendered.plain}\n",
                   file=self.stream, flush=True)
             self.store.mark_sent(alert.id, None)
             report.sent += 1

@@ -61,6 +61,11 @@ def passage_probes(passage: Passage) -> list[str]:
     return probes
 
 
+def passage_rows(passages: Sequence[Passage]) -> np.ndarray:
+    """Where each passage's own text sits among the rows of `probe_texts(passages)`."""
+    return _starts([len(passage_probes(p)) for p in passages])
+
+
 def probe_texts(passages: Sequence[Passage]) -> list[str]:
     """The texts to embed for `passages`: each passage's probes, in order."""
     return [text for p in passages for text in passage_probes(p)]
@@ -154,7 +159,7 @@ class NarrativeIndex:
         """
         if not passages or not self._entries:
             return []
-        starts = _starts([len(passage_probes(p)) for p in passages])
+        starts = passage_rows(passages)
         scores = self._passage_scores(probe_texts(passages), probe_vectors, starts)
         supported = scores.pos - scores.neg > self.counter_margin
         if not ignore_thresholds:

@@ -105,3 +105,4 @@ class Alert:
     evidence: tuple[Evidence, ...]
     published: datetime | None = None
     attempts: int = 0
+    origin_key: str | None = None  # set on a syndicated copy: the article first alerted

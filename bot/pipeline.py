@@ -2,31 +2,42 @@
 
 Stages never call each other; this module is the only place that knows their order. A feed's
 failure is recorded against that feed (with back-off) and never reaches the others.
+
+Where the time goes (bench/run.py): embedding dominates, so a feed whose body is byte-for-byte
+the one already processed is neither parsed nor embedded, passages are split off the event
+loop, and each article's probe texts go to the shared embedding queue (bot.embed) on their own,
+so that concurrently polled feeds fill the model's batches and cached texts cost nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import httpx
+import numpy as np
 
 from bot.config import Config, FeedConfig
 from bot.embed import AsyncEmbedder
 from bot.fetch import FetchLimits, fetch_feed
-from bot.match import NarrativeIndex, probe_texts
-from bot.models import Article, FetchResult, HttpCacheState
+from bot.match import NarrativeIndex, passage_rows, probe_texts
+from bot.models import Article, FetchResult, HttpCacheState, Match, Passage
 from bot.parse import parse_feed
 from bot.store import Store
+from bot.syndicate import Stories, story_vectors
 from bot.text import make_passages
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=6)
 
+Remember = Callable[[sqlite3.Connection], None]
 Route = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]] | Sequence[str]]
 
 
@@ -68,6 +79,11 @@ class Pipeline:
         self.route = route
         self.limits = fetch_limits(config)
         self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
+        # feed name → (url, body digest) of the last body fully processed. In memory: after a
+        # restart the first identical body is parsed once and found to hold nothing new.
+        self._processed_bodies: dict[str, tuple[str, str]] = {}
+        window = config.matching.syndication_window
+        self.stories = Stories(store.db, window) if window > timedelta(0) else None
 
     async def poll_all(self, *, force: bool = False) -> list[PollReport]:
         feeds = [f for f in self.config.feeds if f.enabled]
@@ -85,6 +101,11 @@ class Pipeline:
         if result.not_modified or result.body is None:
             self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "not-modified")
+        digest = (feed.url, hashlib.blake2b(result.body, digest_size=16).hexdigest())
+        if self._processed_bodies.get(feed.name) == digest:
+            # A server without validators sent the same bytes again: nothing new in them.
+            self._feed_ok(feed, result.cache)
+            return PollReport(feed.name, "unchanged")
         parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
                                          source=feed.name, feed_url=feed.url)
         if parsed.error is not None:
@@ -94,6 +115,8 @@ class Pipeline:
         report = await self._process(feed, parsed.articles)
         # With a backlog, keep the old validators so that the next poll is not answered 304.
         self._feed_ok(feed, health.cache if report.backlog else result.cache, report.new_articles)
+        if not report.backlog:
+            self._processed_bodies[feed.name] = digest
         return report
 
     def _feed_ok(self, feed: FeedConfig, cache: HttpCacheState, new_articles: int = 0) -> None:
@@ -110,26 +133,52 @@ class Pipeline:
         fresh = unseen[: self.config.fetch.max_new_per_poll]
         if not fresh:
             return PollReport(feed.name, "unchanged", articles=len(articles))
-        matching = self.config.matching
-        passages = [make_passages(a.title, a.text, max_chars=matching.passage_chars,
-                                  max_passages=matching.max_passages) for a in fresh]
-        probes = [probe_texts(ps) for ps in passages]
-        vectors = await self.embedder.encode([t for texts in probes for t in texts])
+        passages, probes = await asyncio.to_thread(self._passages, fresh)
+        # One request per article: requests from many feeds share the model's batches.
+        vectors = await asyncio.gather(*(self.embedder.encode(texts) for texts in probes))
         matches = 0
-        offset = 0
-        for article, article_passages, texts in zip(fresh, passages, probes, strict=True):
-            article_vectors = vectors[offset:offset + len(texts)]
-            offset += len(texts)
+        for article, article_passages, article_vectors in zip(fresh, passages, vectors,
+                                                              strict=True):
+            # On the loop on purpose: NarrativeIndex.add_counter_examples (a 👎 on the loop)
+            # rebuilds the index in place, so scoring in a thread could see it half-built.
             found = self.index.match(article_passages, article_vectors)
             matches += len(found)
+            if feed.language:
+                article = replace(article, language=feed.language)
             routes = self.route(article.source, [m.narrative_id for m in found]) if found else []
-            self.store.record_article(article, len(article_passages), found, routes)
+            origin, remember = self._syndication(article, article_passages, article_vectors,
+                                                 found)
+            self.store.record_article(article, len(article_passages), found, routes,
+                                      origin_key=origin, also=remember)
+            if origin is not None:
+                log.info("%s in %s re-publishes %s: listed under its alert", article.key,
+                         feed.name, origin)
             for m in found:
                 log.info("match %s score=%.3f in %s: %s", m.narrative_id, m.score, feed.name,
                          article.title[:80])
         return PollReport(feed.name, "new", articles=len(articles), new_articles=len(fresh),
-                          passages_embedded=len(vectors), matches=matches,
+                          passages_embedded=sum(len(texts) for texts in probes), matches=matches,
                           backlog=len(unseen) - len(fresh))
+
+    def _syndication(self, article: Article, passages: list[Passage], vectors: np.ndarray,
+                     found: list[Match]) -> tuple[str | None, Remember | None]:
+        """The story this matching article re-publishes (if any), and how to remember it."""
+        if not found or self.stories is None:
+            return None, None
+        story = story_vectors(vectors[passage_rows(passages)])
+        narratives = [m.narrative_id for m in found]
+        now = datetime.now(UTC)
+        origin = self.stories.find_origin(narratives, story, now)
+        return origin, partial(Stories.remember, article_key=article.key,
+                               narrative_ids=narratives, vectors=story, seen_at=now,
+                               origin_key=origin)
+
+    def _passages(self, articles: list[Article]) -> tuple[list[list[Passage]], list[list[str]]]:
+        """Each article's passages and the texts to embed for them (CPU work, off the loop)."""
+        matching = self.config.matching
+        passages = [make_passages(a.title, a.text, max_chars=matching.passage_chars,
+                                  max_passages=matching.max_passages) for a in articles]
+        return passages, [probe_texts(ps) for ps in passages]
 
     def _feed_failed(self, feed: FeedConfig, error: str, result: FetchResult) -> PollReport:
         health = self.store.feed_health(feed.name, feed.url)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     not_before TEXT,
     last_error TEXT,
     message_id INTEGER,
+    origin_key TEXT,  -- a syndicated copy: sent as "also in" under that article's alert
     created_at TEXT NOT NULL,
     sent_at TEXT,
     UNIQUE (article_key, chat_id)
@@ -299,6 +300,8 @@ class Store:
                                [(guess_language(f"{r['title']}\n{r['text'] or ''}"), r["key"])
                                 for r in rows])
                 _rebuild_volumes(db)
+                if "origin_key" not in {r[1] for r in db.execute("PRAGMA table_info(outbox)")}:
+                    db.execute("ALTER TABLE outbox ADD COLUMN origin_key TEXT")
             db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) "
                        "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
@@ -425,11 +428,15 @@ class Store:
         return fresh
 
     def record_article(self, article: Article, passages: int, matches: Sequence[Match],
-                       routes: Mapping[str, Sequence[str]] | Sequence[str]) -> list[int]:
+                       routes: Mapping[str, Sequence[str]] | Sequence[str], *,
+                       origin_key: str | None = None,
+                       also: Callable[[sqlite3.Connection], None] | None = None) -> list[int]:
         """Mark the article seen, store its matches and queue one alert per chat, atomically.
 
         `routes` maps each chat to the narratives (among `matches`) it is alerted to; a plain
-        list of chat ids alerts each of them to every match.
+        list of chat ids alerts each of them to every match. With `origin_key` the article is a
+        syndicated copy of that one and its alerts are "also in" notes under it. `also` runs
+        inside the same transaction (another module's rows about this article).
         """
         seen = _now()
         now = iso(seen)
@@ -462,15 +469,23 @@ class Store:
                 chosen = [n for n in narrative_ids if n in matched]
                 if chosen:
                     outbox_ids.append(db.execute(
-                        "INSERT INTO outbox (article_key, chat_id, narratives, created_at) "
-                        "VALUES (?, ?, ?, ?)",
-                        (article.key, chat_id, json.dumps(chosen), now)).lastrowid)
+                        "INSERT INTO outbox (article_key, chat_id, narratives, origin_key, "
+                        "created_at) VALUES (?, ?, ?, ?, ?)",
+                        (article.key, chat_id, json.dumps(chosen), origin_key, now)).lastrowid)
+            if also is not None:
+                also(db)
         return outbox_ids
+
+    def origin_delivery(self, origin_key: str, chat_id: str) -> tuple[str, int | None] | None:
+        """(status, message id) of the alert about `origin_key` in that chat, if there is one."""
+        row = self._db.execute("SELECT status, message_id FROM outbox WHERE article_key = ? "
+                               "AND chat_id = ?", (origin_key, chat_id)).fetchone()
+        return None if row is None else (row["status"], row["message_id"])
 
     def pending_alerts(self, limit: int = 100, now: datetime | None = None) -> list[Alert]:
         rows = self._db.execute(
-            "SELECT o.id, o.chat_id, o.attempts, o.narratives, a.key, a.source, a.title, a.url, "
-            "a.published FROM outbox o JOIN articles a ON a.key = o.article_key "
+            "SELECT o.id, o.chat_id, o.attempts, o.narratives, o.origin_key, a.key, a.source, "
+            "a.title, a.url, a.published FROM outbox o JOIN articles a ON a.key = o.article_key "
             "WHERE o.status = 'pending' AND (o.not_before IS NULL OR o.not_before <= ?) "
             "ORDER BY o.id LIMIT ?", (iso(now or _now()), limit)).fetchall()
         return [self._alert_from_row(r) for r in rows]
@@ -479,7 +494,8 @@ class Store:
         return Alert(id=r["id"], chat_id=r["chat_id"], source=r["source"],
                      article_title=r["title"], article_url=r["url"],
                      evidence=self._evidence(r["key"], json.loads(r["narratives"])),
-                     published=parse_time(r["published"]), attempts=r["attempts"])
+                     published=parse_time(r["published"]), attempts=r["attempts"],
+                     origin_key=r["origin_key"])
 
     def _evidence(self, article_key: str, narrative_ids: list[str]) -> tuple[Evidence, ...]:
         rows = self._db.execute(
@@ -516,6 +532,12 @@ class Store:
                        "WHERE id = ?",
                        (error, iso(_now() + delay), int(outcome_unknown), alert_id))
 
+    def defer(self, alert_id: int, delay: timedelta) -> None:
+        """Not now and not a failed attempt: try again after `delay`."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET not_before = ? WHERE id = ? AND status = 'pending'",
+                       (iso(_now() + delay), alert_id))
+
     def mark_failed(self, alert_id: int, error: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
@@ -539,8 +561,9 @@ class Store:
     def alert(self, alert_id: int) -> tuple[Alert, str] | None:
         """One outbox entry (any status) and its article key: what a button press refers to."""
         row = self._db.execute(
-            "SELECT o.id, o.chat_id, o.attempts, o.narratives, a.key, a.source, a.title, a.url, "
-            "a.published FROM outbox o JOIN articles a ON a.key = o.article_key WHERE o.id = ?",
+            "SELECT o.id, o.chat_id, o.attempts, o.narratives, o.origin_key, a.key, a.source, "
+            "a.title, a.url, a.published FROM outbox o JOIN articles a ON a.key = o.article_key "
+            "WHERE o.id = ?",
             (alert_id,)).fetchone()
         if row is None:
             return None

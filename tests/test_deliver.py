@@ -10,7 +10,7 @@ import io
 import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -25,7 +25,7 @@ from bot.audience import Audience
 from bot.buttons import ButtonSigner
 from bot.deliver import MAX_MESSAGE_UTF16, ConsoleSink, TelegramSink, render_alert
 from bot.models import Alert, Article, Match, Passage
-from bot.store import Store
+from bot.store import PostDraft, Store
 from tests.fake_telegram import (
     AcceptThenStall,
     ConnectionReset,
@@ -479,6 +479,48 @@ async def test_migration_onto_a_chat_that_already_has_the_alert_settles(
 
     assert len(tg.messages_to(new)) == 1 and tg.messages_to(old) == []
     assert store.pending_alerts() == []
+
+
+# ---- posts (spike alerts, digests) meet the same faults -------------------------------------
+
+GROUP, SUPERGROUP = "-777", -1_007_770_000_001
+
+
+@pytest.mark.parametrize(("fault", "status", "error"), [
+    (lambda tg: tg.migrate(GROUP, SUPERGROUP), "pending", "chat migrated to"),
+    (lambda tg: tg.block(GROUP), "failed", "forbidden: Forbidden: bot was kicked"),
+    (lambda tg: tg.forget(GROUP), "failed", f"chat not found: {GROUP}"),
+    (lambda tg: tg.inject("sendMessage", AcceptThenStall(4.0)), "pending",
+     "TimedOut, outcome unknown"),
+], ids=["migrated", "kicked", "chat-not-found", "timeout-after-accept"])
+async def test_post_faults_end_as_they_do_for_alerts(
+        tg: FakeTelegram, bot: telegram.Bot, store: Store,
+        fault: Callable[[FakeTelegram], None], status: str, error: str) -> None:
+    audience = Audience(store, None)
+    audience.register_chat(GROUP, "group")
+    [post_id] = store.queue_posts([PostDraft("digest", "digest:1", (GROUP,), "<b>Digest</b>",
+                                             "Digest")])
+    fault(tg)
+    sink = TelegramSink(bot, store, audience=audience)
+
+    report = await sink.deliver_pending()
+
+    retried = status == "pending"
+    assert (report.sent, report.retried, report.failed) == (0, int(retried), int(not retried))
+    stored = store._db.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
+    assert stored["status"] == status and stored["attempts"] == 1
+    assert error in stored["last_error"]
+    migrated = str(SUPERGROUP) if "migrated" in error else GROUP
+    assert stored["chat_id"] == migrated
+    assert audience.is_active(migrated) == ("kicked" not in error)  # only a ban deactivates
+    assert stored["interrupted"] == int("outcome unknown" in error)
+    with later(300):
+        again = await sink.deliver_pending()
+    assert again.sent == int(retried) and again.failed == 0
+    stored = store._db.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
+    assert stored["status"] == ("sent" if retried else "failed")
+    # Accepted before the timeout, so resent: the one duplicate the outcome-unknown rule allows.
+    assert len(tg.messages_to(migrated)) == (2 if "outcome unknown" in error else int(retried))
 
 
 # ---- ConsoleSink ----------------------------------------------------------------------------

