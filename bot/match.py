@@ -107,6 +107,33 @@ class _Scores:
     statement: np.ndarray  # index, within the narrative, of the statement behind `rank`
 
 
+@dataclass(frozen=True)
+class _Stacked:
+    """Every statement (and counter-example) in one matrix, grouped by narrative, so that an
+    article is scored against all narratives with one product. Replaced whole, never changed:
+    a 👎 that adds a counter-example cannot be seen half-applied by a scoring thread."""
+
+    entries: tuple[_Entry, ...]
+    statements: np.ndarray
+    statement_starts: np.ndarray
+    counters: np.ndarray
+    counter_starts: np.ndarray
+    counter_owners: np.ndarray
+    thresholds: np.ndarray
+
+    @classmethod
+    def of(cls, entries: Sequence[_Entry]) -> _Stacked:
+        with_counters = [j for j, e in enumerate(entries) if len(e.counters)]
+        return cls(
+            entries=tuple(entries),
+            statements=_vstack([e.statements for e in entries]),
+            statement_starts=_starts([len(e.statements) for e in entries]),
+            counters=_vstack([entries[j].counters for j in with_counters]),
+            counter_starts=_starts([len(entries[j].counters) for j in with_counters]),
+            counter_owners=np.array(with_counters, dtype=int),
+            thresholds=np.array([e.threshold for e in entries], dtype=np.float32))
+
+
 class NarrativeIndex:
     """Narratives with their statement vectors, embedded once and reused for every article."""
 
@@ -119,10 +146,10 @@ class NarrativeIndex:
         self.exclusive = exclusive
         self.lexical_weight = lexical_weight
         self.narratives = list(narratives)
-        self._entries = [self._embed(n, embedder, default_threshold) for n in narratives]
+        entries = [self._embed(n, embedder, default_threshold) for n in narratives]
         statements = [s for n in self.narratives for s in n.statements]
         self._lexical = (LexicalIndex(statements, reference_texts) if lexical_weight else None)
-        self._stack()
+        self._stacked = _Stacked.of(entries)
 
     def _embed(self, narrative: Narrative, embedder: Embedder, default: float) -> _Entry:
         statements = self.centering.apply(embedder.encode(narrative.statements))
@@ -131,25 +158,13 @@ class NarrativeIndex:
         return _Entry(narrative, threshold, statements, counters,
                       KeywordGuard(narrative.require_any))
 
-    def _stack(self) -> None:
-        """One matrix of every statement (and counter-example), grouped by narrative, so that
-        an article is scored against all narratives with one product."""
-        self._statements = _vstack([e.statements for e in self._entries])
-        self._statement_starts = _starts([len(e.statements) for e in self._entries])
-        with_counters = [j for j, e in enumerate(self._entries) if len(e.counters)]
-        self._counter_owners = np.array(with_counters, dtype=int)
-        self._counters = _vstack([self._entries[j].counters for j in with_counters])
-        self._counter_starts = _starts([len(self._entries[j].counters) for j in with_counters])
-        self._thresholds = np.array([e.threshold for e in self._entries], dtype=np.float32)
-
     def add_counter_examples(self, narrative_id: str, vectors: np.ndarray) -> None:
         """Append counter-example vectors (not yet centered) to one narrative."""
-        for i, entry in enumerate(self._entries):
-            if entry.narrative.id == narrative_id:
-                counters = np.vstack([entry.counters.reshape(-1, vectors.shape[1]),
-                                      self.centering.apply(vectors)])
-                self._entries[i] = replace(entry, counters=counters)
-        self._stack()
+        extra = self.centering.apply(vectors)
+        entries = [replace(e, counters=np.vstack([e.counters.reshape(-1, vectors.shape[1]),
+                                                  extra]))
+                   if e.narrative.id == narrative_id else e for e in self._stacked.entries]
+        self._stacked = _Stacked.of(entries)
 
     def score(self, passages: Sequence[Passage], probe_vectors: np.ndarray, *,
               ignore_thresholds: bool = False) -> list[PassageScore]:
@@ -157,23 +172,24 @@ class NarrativeIndex:
 
         `probe_vectors` holds one row per text of `probe_texts(passages)`.
         """
-        if not passages or not self._entries:
+        stacked = self._stacked
+        if not passages or not stacked.entries:
             return []
         starts = passage_rows(passages)
-        scores = self._passage_scores(probe_texts(passages), probe_vectors, starts)
+        scores = self._passage_scores(stacked, probe_texts(passages), probe_vectors, starts)
         supported = scores.pos - scores.neg > self.counter_margin
         if not ignore_thresholds:
-            supported &= scores.pos >= self._thresholds
+            supported &= scores.pos >= stacked.thresholds
         if self.exclusive:
             supported &= scores.rank >= scores.rank.max(axis=1, keepdims=True)
         article = "\n".join(p.text for p in passages)
-        hits = [e.guard.first_hit(article) for e in self._entries]
+        hits = [e.guard.first_hit(article) for e in stacked.entries]
         guarded = np.array([bool(e.guard.terms) and hit is None
-                            for e, hit in zip(self._entries, hits, strict=True)])
+                            for e, hit in zip(stacked.entries, hits, strict=True)])
         supported &= ~guarded
-        return [replace(self._best(j, passages, scores, supported[:, j]), guard_hit=hits[j],
-                        guarded_out=bool(guarded[j]))
-                for j in range(len(self._entries))]
+        return [replace(_best(stacked.entries[j], j, passages, scores, supported[:, j]),
+                        guard_hit=hits[j], guarded_out=bool(guarded[j]))
+                for j in range(len(stacked.entries))]
 
     def eligible_scores(self, passages: Sequence[Passage], probe_vectors: np.ndarray
                         ) -> dict[str, float | None]:
@@ -193,18 +209,18 @@ class NarrativeIndex:
                     ) -> tuple[np.ndarray, np.ndarray]:
         """(texts × narratives) embedding scores and fused ranks, each text one passage: how
         the claim-retrieval eval ranks many narratives for one query."""
-        scores = self._passage_scores(texts, vectors, np.arange(len(texts)))
+        scores = self._passage_scores(self._stacked, texts, vectors, np.arange(len(texts)))
         return scores.pos, scores.rank
 
-    def _passage_scores(self, texts: Sequence[str], probe_vectors: np.ndarray,
-                        starts: np.ndarray) -> _Scores:
+    def _passage_scores(self, stacked: _Stacked, texts: Sequence[str],
+                        probe_vectors: np.ndarray, starts: np.ndarray) -> _Scores:
         vectors = self.centering.apply(probe_vectors)
-        sims = vectors @ self._statements.T  # probes × all statements
+        sims = vectors @ stacked.statements.T  # probes × all statements
         fused = sims
         if self._lexical is not None:
             fused = sims + self.lexical_weight * self._lexical.similarity(texts)
-        pos = np.maximum.reduceat(sims, self._statement_starts, axis=1)  # probes × narratives
-        rank = np.maximum.reduceat(fused, self._statement_starts, axis=1)
+        pos = np.maximum.reduceat(sims, stacked.statement_starts, axis=1)  # probes × narratives
+        rank = np.maximum.reduceat(fused, stacked.statement_starts, axis=1)
         passage_pos = np.maximum.reduceat(pos, starts, axis=0)
         passage_rank = np.maximum.reduceat(rank, starts, axis=0)
         # the probe and statement behind each (passage, narrative) rank
@@ -213,28 +229,29 @@ class NarrativeIndex:
         candidates = np.where(rank == passage_rank[owner], probe_index, len(vectors))
         top_probe = np.minimum.reduceat(candidates, starts, axis=0)
         statement = np.zeros_like(top_probe)
-        for j, first in enumerate(self._statement_starts):
-            last = first + len(self._entries[j].statements)
+        for j, first in enumerate(stacked.statement_starts):
+            last = first + len(stacked.entries[j].statements)
             statement[:, j] = fused[top_probe[:, j], first:last].argmax(axis=1)
         neg = np.full_like(passage_pos, -1.0)
-        if len(self._counters):
-            counter = np.maximum.reduceat(vectors @ self._counters.T, self._counter_starts,
+        if len(stacked.counters):
+            counter = np.maximum.reduceat(vectors @ stacked.counters.T, stacked.counter_starts,
                                           axis=1)
-            neg[:, self._counter_owners] = np.maximum.reduceat(counter, starts, axis=0)
+            neg[:, stacked.counter_owners] = np.maximum.reduceat(counter, starts, axis=0)
         return _Scores(passage_pos, passage_rank, neg, statement)
 
-    def _best(self, j: int, passages: Sequence[Passage], scores: _Scores,
-              supported: np.ndarray) -> PassageScore:
-        entry = self._entries[j]
-        pool = np.flatnonzero(supported) if supported.any() else np.arange(len(passages))
-        order = scores.rank[:, j] if supported.any() else scores.pos[:, j]
-        i = int(pool[order[pool].argmax()])
-        return PassageScore(
-            narrative_id=entry.narrative.id, narrative_title=entry.narrative.title,
-            threshold=entry.threshold, passage=passages[i], score=float(scores.pos[i, j]),
-            counter_score=float(scores.neg[i, j]),
-            statement=entry.narrative.statements[int(scores.statement[i, j])],
-            supported=bool(supported[i]), rank=float(scores.rank[i, j]))
+
+def _best(entry: _Entry, j: int, passages: Sequence[Passage], scores: _Scores,
+          supported: np.ndarray) -> PassageScore:
+    """Narrative `j`'s best passage: its best-ranked supported one, else its best score."""
+    pool = np.flatnonzero(supported) if supported.any() else np.arange(len(passages))
+    order = scores.rank[:, j] if supported.any() else scores.pos[:, j]
+    i = int(pool[order[pool].argmax()])
+    return PassageScore(
+        narrative_id=entry.narrative.id, narrative_title=entry.narrative.title,
+        threshold=entry.threshold, passage=passages[i], score=float(scores.pos[i, j]),
+        counter_score=float(scores.neg[i, j]),
+        statement=entry.narrative.statements[int(scores.statement[i, j])],
+        supported=bool(supported[i]), rank=float(scores.rank[i, j]))
 
 
 def _starts(sizes: Sequence[int]) -> np.ndarray:

@@ -139,9 +139,9 @@ class Pipeline:
         matches = 0
         for article, article_passages, article_vectors in zip(fresh, passages, vectors,
                                                               strict=True):
-            # On the loop on purpose: NarrativeIndex.add_counter_examples (a 👎 on the loop)
-            # rebuilds the index in place, so scoring in a thread could see it half-built.
-            found = self.index.match(article_passages, article_vectors)
+            # Off the loop: scoring is CPU work, and a 👎 swaps the index's arrays whole, so a
+            # thread never sees them half-built.
+            found = await asyncio.to_thread(self.index.match, article_passages, article_vectors)
             matches += len(found)
             if feed.language:
                 article = replace(article, language=feed.language)
