@@ -79,9 +79,6 @@ class Pipeline:
         self.route = route
         self.limits = fetch_limits(config)
         self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
-        # feed name → (url, body digest) of the last body fully processed. In memory: after a
-        # restart the first identical body is parsed once and found to hold nothing new.
-        self._processed_bodies: dict[str, tuple[str, str]] = {}
         window = config.matching.syndication_window
         self.stories = Stories(store.db, window) if window > timedelta(0) else None
 
@@ -101,9 +98,10 @@ class Pipeline:
         if result.not_modified or result.body is None:
             self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "not-modified")
-        digest = (feed.url, hashlib.blake2b(result.body, digest_size=16).hexdigest())
-        if self._processed_bodies.get(feed.name) == digest:
-            # A server without validators sent the same bytes again: nothing new in them.
+        digest = hashlib.blake2b(result.body, digest_size=16).hexdigest()
+        if health.body_hash == digest:
+            # A server without validators sent the same bytes again (kept in state, so also
+            # after a restart): nothing new in them.
             self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "unchanged")
         parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
@@ -114,13 +112,15 @@ class Pipeline:
             log.info("feed %s: %s", feed.name, parsed.warning)
         report = await self._process(feed, parsed.articles)
         # With a backlog, keep the old validators so that the next poll is not answered 304.
-        self._feed_ok(feed, health.cache if report.backlog else result.cache, report.new_articles)
-        if not report.backlog:
-            self._processed_bodies[feed.name] = digest
+        if report.backlog:
+            self._feed_ok(feed, health.cache, report.new_articles)
+        else:
+            self._feed_ok(feed, result.cache, report.new_articles, body_hash=digest)
         return report
 
-    def _feed_ok(self, feed: FeedConfig, cache: HttpCacheState, new_articles: int = 0) -> None:
-        if self.store.record_feed_ok(feed.name, cache, new_articles):
+    def _feed_ok(self, feed: FeedConfig, cache: HttpCacheState, new_articles: int = 0,
+                 body_hash: str | None = None) -> None:
+        if self.store.record_feed_ok(feed.name, cache, new_articles, body_hash):
             log.info("feed %s recovered", feed.name)
             self.store.add_notice(self._admins(), f"✅ Feed {feed.name!r} works again.")
 

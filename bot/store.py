@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS feeds (
     consecutive_errors INTEGER NOT NULL DEFAULT 0,
     retry_at TEXT,
     paused_at TEXT,
-    articles_seen INTEGER NOT NULL DEFAULT 0
+    articles_seen INTEGER NOT NULL DEFAULT 0,
+    body_hash TEXT  -- of the last body fully processed: the same bytes again are skipped
 );
 CREATE TABLE IF NOT EXISTS notices (
     id INTEGER PRIMARY KEY,
@@ -260,6 +261,7 @@ class FeedHealth:
     retry_at: datetime | None
     paused_at: datetime | None
     articles_seen: int
+    body_hash: str | None = None
 
 
 class Store:
@@ -302,6 +304,8 @@ class Store:
                 _rebuild_volumes(db)
                 if "origin_key" not in {r[1] for r in db.execute("PRAGMA table_info(outbox)")}:
                     db.execute("ALTER TABLE outbox ADD COLUMN origin_key TEXT")
+                if "body_hash" not in {r[1] for r in db.execute("PRAGMA table_info(feeds)")}:
+                    db.execute("ALTER TABLE feeds ADD COLUMN body_hash TEXT")
             db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) "
                        "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
@@ -350,7 +354,8 @@ class Store:
             # A feed whose URL changed starts afresh: old validators belong to the old URL.
             with self._tx() as db:
                 db.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT(name) DO "
-                           "UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL",
+                           "UPDATE SET url = excluded.url, etag = NULL, last_modified = NULL, "
+                           "body_hash = NULL",
                            (name, url))
             row = self._db.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
         return _feed_from_row(row)
@@ -359,16 +364,19 @@ class Store:
         rows = self._db.execute("SELECT * FROM feeds ORDER BY name").fetchall()
         return [_feed_from_row(r) for r in rows]
 
-    def record_feed_ok(self, name: str, cache: HttpCacheState, new_articles: int = 0) -> bool:
-        """Store a good poll; return True when the feed had been paused (it has recovered)."""
+    def record_feed_ok(self, name: str, cache: HttpCacheState, new_articles: int = 0,
+                       body_hash: str | None = None) -> bool:
+        """Store a good poll (and the hash of a body fully processed); return True when the
+        feed had been paused (it has recovered)."""
         now = iso(_now())
         with self._tx() as db:
             row = db.execute("SELECT paused_at FROM feeds WHERE name = ?", (name,)).fetchone()
             db.execute("UPDATE feeds SET etag = ?, last_modified = ?, last_poll_at = ?, "
                        "last_ok_at = ?, last_error = NULL, consecutive_errors = 0, "
-                       "retry_at = NULL, paused_at = NULL, articles_seen = articles_seen + ? "
-                       "WHERE name = ?",
-                       (cache.etag, cache.last_modified, now, now, new_articles, name))
+                       "retry_at = NULL, paused_at = NULL, articles_seen = articles_seen + ?, "
+                       "body_hash = COALESCE(?, body_hash) WHERE name = ?",
+                       (cache.etag, cache.last_modified, now, now, new_articles, body_hash,
+                        name))
         return bool(row and row[0])
 
     def pause_feed(self, name: str, notice: str, admin_chats: Sequence[str]) -> bool:
@@ -840,4 +848,4 @@ def _feed_from_row(row: sqlite3.Row) -> FeedHealth:
         last_poll_at=parse_time(row["last_poll_at"]), last_ok_at=parse_time(row["last_ok_at"]),
         last_error=row["last_error"], consecutive_errors=row["consecutive_errors"],
         retry_at=parse_time(row["retry_at"]), paused_at=parse_time(row["paused_at"]),
-        articles_seen=row["articles_seen"])
+        articles_seen=row["articles_seen"], body_hash=row["body_hash"])

@@ -89,6 +89,9 @@ async def test_an_identical_body_is_neither_parsed_nor_embedded_again(
         assert (first.status, second.status) == ("new", "unchanged")
         assert parses == ["Plain"] and queue.texts_encoded == encoded > 0
         assert second.passages_embedded == 0 and feeds.hits("/plain.xml") == 2
+        restarted = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: [])
+        assert (await restarted.poll_feed(config.feeds[0], force=True)).status == "unchanged"
+        assert parses == ["Plain"]  # the body's hash is kept in state, not in memory
 
         feeds.route("/plain.xml", article_rss(WIRE, NEWS))  # a new item: parsed again
         third = await pipeline.poll_feed(config.feeds[0], force=True)
