@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -47,6 +48,15 @@ def parse_duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _at_least(seconds: float) -> AfterValidator:
+    """A floor for a duration setting (polling faster than this only hurts the sources)."""
+    def check(value: timedelta) -> timedelta:
+        if value < timedelta(seconds=seconds):
+            raise ValueError(f"must be at least {seconds:g}s")
+        return value
+    return AfterValidator(check)
 
 
 class _Strict(BaseModel):
@@ -142,14 +152,7 @@ class TrendsConfig(_Strict):
     calm_z: float = Field(default=1.5, ge=0)  # below this the spike is over and may fire again
     min_matches: int = Field(default=5, ge=1)
     min_sources: int = Field(default=3, ge=1)
-    check_interval: Duration = timedelta(minutes=15)
-
-    @field_validator("check_interval")
-    @classmethod
-    def _check_floor(cls, v: timedelta) -> timedelta:
-        if v < timedelta(seconds=10):
-            raise ValueError("must be at least 10s")
-        return v
+    check_interval: Annotated[Duration, _at_least(10)] = timedelta(minutes=15)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -192,16 +195,9 @@ class DigestConfig(_Strict):
 class FeedConfig(_Strict):
     name: str = Field(min_length=1, max_length=100)
     url: str
-    interval: Duration = timedelta(minutes=10)
+    interval: Annotated[Duration, _at_least(5)] = timedelta(minutes=10)
     enabled: bool = True
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")  # else guessed per article
-
-    @field_validator("interval")
-    @classmethod
-    def _interval_floor(cls, v: timedelta) -> timedelta:
-        if v < timedelta(seconds=5):
-            raise ValueError("must be at least 5s")
-        return v
 
     @field_validator("url")
     @classmethod

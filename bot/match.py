@@ -19,6 +19,7 @@ defaults were chosen on the eval data (README, "Quality").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -49,15 +50,19 @@ SENTENCE_PROBES = True
 MIN_SENTENCE_CHARS = 25  # shorter sentences ("He disagreed.") carry no claim on their own
 
 
-def passage_probes(passage: Passage) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def passage_probes(passage: Passage) -> tuple[str, ...]:
     """The texts scored for one passage: itself, its quoted spans, and (when it has several)
-    its sentences, so that one claim sentence inside a long paragraph is not diluted."""
-    probes = [passage.text, *passage.quotes]
+    its sentences, so that one claim sentence inside a long paragraph is not diluted.
+
+    Cached: the pipeline asks once to embed them and scoring asks again for their rows and
+    their words; sentence splitting should happen once per passage."""
+    probes = (passage.text, *passage.quotes)
     if SENTENCE_PROBES:
         sentences = split_sentences(passage.text)
         if len(sentences) > 1:
-            probes += [s for s in sentences
-                       if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes]
+            probes += tuple(s for s in sentences
+                            if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes)
     return probes
 
 

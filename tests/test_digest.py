@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import telegram
 import time_machine
-from telegram.request import HTTPXRequest
 
 from bot.charts import PNG_MAGIC
 from bot.config import DigestConfig, TrendsConfig
@@ -135,19 +134,6 @@ async def test_never_twice_and_missed_while_down(store: Store) -> None:
     [late] = [p for p, _ in store.posts(digest_key(DAILY, DUE + timedelta(days=3)))
               if p.chart_id is None]
     assert "Sent late" in late.plain
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[telegram.Bot]:
-    request = HTTPXRequest(connect_timeout=2.0, read_timeout=2.0, write_timeout=2.0)
-    async with telegram.Bot(tg.token, base_url=tg.base_url, request=request) as b:
-        yield b
 
 
 async def test_digest_is_scheduled_at_local_time_and_delivered(

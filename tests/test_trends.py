@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import telegram
 import time_machine
-from telegram.request import HTTPXRequest
 
 from bot.audience import Audience
 from bot.charts import PNG_MAGIC, render_trend
@@ -213,19 +212,6 @@ async def test_spike_flag_without_anyone_to_tell_still_prevents_repeats(store: S
 
 
 # ---- delivery through the fake Bot API -------------------------------------------------------
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[telegram.Bot]:
-    request = HTTPXRequest(connect_timeout=2.0, read_timeout=2.0, write_timeout=2.0)
-    async with telegram.Bot(tg.token, base_url=tg.base_url, request=request) as b:
-        yield b
-
 
 async def test_spike_alert_reaches_channel_and_subscriber_once_as_a_photo(
         store: Store, tg: FakeTelegram, bot: telegram.Bot) -> None:
