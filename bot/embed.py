@@ -136,6 +136,7 @@ def load_embedder(config: ModelConfig, *, models_dir: Path | None = None) -> Emb
 # Distinct texts whose vectors are kept: syndicated copies, boilerplate and re-sent items then
 # cost no model time. 50,000 × 384 float32 ≈ 75 MB. (Wanted as `[model] cache_entries`.)
 CACHE_ENTRIES = 50_000
+ROUND_BATCHES = 8
 
 
 class VectorCache:
@@ -222,8 +223,10 @@ class AsyncEmbedder:
         self.texts_requested = 0  # texts asked for through `encode` (cache hits included)
         self.model_seconds = 0.0  # wall time spent inside the model
         self.cache = VectorCache(cache_entries)
-        # A round of roughly one model batch keeps the wait of a newly arrived caller short.
-        self.round_texts = max(1, round_texts or int(getattr(embedder, "batch_size", 32)))
+        # A round of a few model batches: the engine sorts a round's texts by length, so
+        # bigger rounds pad less; a few batches still keep a new caller's wait near a second.
+        self.round_texts = max(1, round_texts
+                               or ROUND_BATCHES * int(getattr(embedder, "batch_size", 32)))
         self._pending: deque[_Request] = deque()
         self._drain: asyncio.Task[None] | None = None
         self._round: list[_Request] = []  # the requests the model is working on

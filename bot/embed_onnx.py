@@ -104,6 +104,9 @@ def _session(path: Path, threads: int | None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1
+    # Idle intra-op threads would spin for work; on a small machine that steals the core the
+    # pipeline's own Python (parsing, scoring) needs, and the model then waits for a straggler.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -32,7 +32,11 @@ def terms(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    """TF-IDF vectors of a fixed set of statements; cosine to any text in [0, 1]."""
+    """TF-IDF vectors of a fixed set of statements; cosine to any text in [0, 1].
+
+    Only the statements' own terms can add to a cosine, so they alone are indexed: a text
+    costs a lookup per distinct word and one small weighted sum, never a dense matrix (which
+    would also wake the BLAS threads the embedding model needs)."""
 
     def __init__(self, statements: Sequence[str], reference: Iterable[str] = ()) -> None:
         documents = [set(terms(t)) for t in (*reference, *statements)]
@@ -40,8 +44,13 @@ class LexicalIndex:
         total = len(documents)
         self._idf = {t: math.log((total + 1) / (n + 1)) + 1.0 for t, n in frequency.items()}
         self._default_idf = math.log(total + 1) + 1.0
-        self._vocabulary = {t: i for i, t in enumerate(sorted(frequency))}
-        self._statements = self._matrix(statements)
+        own = sorted({t for text in statements for t in terms(text)})
+        self._column = {t: i for i, t in enumerate(own)}
+        by_term = np.zeros((len(own), len(statements)), dtype=np.float32)
+        for row, text in enumerate(statements):
+            for term, weight in self._vector(text).items():
+                by_term[self._column[term], row] = weight
+        self._by_term = by_term  # term × statement weights
 
     def _vector(self, text: str) -> dict[str, float]:
         counts = Counter(terms(text))
@@ -50,16 +59,15 @@ class LexicalIndex:
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         return {t: w / norm for t, w in weights.items()}
 
-    def _matrix(self, texts: Sequence[str]) -> np.ndarray:
-        matrix = np.zeros((len(texts), len(self._vocabulary)), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for term, weight in self._vector(text).items():
-                if (column := self._vocabulary.get(term)) is not None:
-                    matrix[row, column] = weight
-        return matrix
-
     def similarity(self, texts: Sequence[str]) -> np.ndarray:
         """(texts × statements) TF-IDF cosine; terms unknown to the statements add nothing."""
-        if not texts or not len(self._statements):
-            return np.zeros((len(texts), len(self._statements)), dtype=np.float32)
-        return self._matrix(texts) @ self._statements.T
+        out = np.zeros((len(texts), self._by_term.shape[1]), dtype=np.float32)
+        if not self._by_term.size:
+            return out
+        for row, text in enumerate(texts):
+            shared = [(column, weight) for term, weight in self._vector(text).items()
+                      if (column := self._column.get(term)) is not None]
+            if shared:
+                columns, weights = zip(*shared, strict=True)
+                out[row] = np.asarray(weights, dtype=np.float32) @ self._by_term[list(columns)]
+        return out
