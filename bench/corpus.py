@@ -8,6 +8,12 @@ As in real feeds, outlets end many items with their own boilerplate paragraph, s
 syndicated copies of another outlet's item, and a few are the seed articles (two of which carry
 the narratives and alert). Everything is drawn from a seeded RNG: the same sizes give the same
 feeds.
+
+NTREX has 1,004 sentences per language, so a big load repeats them and a vector cache answers
+most of it. Real news does not repeat itself (beyond copies and footers), so `fresh` news tells
+every sentence anew: its opening half joined to the closing half of another sentence of the same
+language. The words, scripts and lengths stay those of real news; the texts become unique, and
+the model has to encode each one, as it would in production.
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ class Paragraphs:
     def documents(self) -> int:
         return len(self.by_lang[LANGS[0]])
 
+    def sentences(self, lang: str) -> list[str]:
+        return [s for doc in self.by_lang[lang] for para in doc for s in para]
+
 
 def _read_tsv(path: Path) -> list[tuple[str, str]]:
     rows = path.read_text("utf-8").splitlines()[1:]
@@ -100,11 +109,27 @@ def load_seeds(seeds: Path) -> list[Item]:
     return items
 
 
+def splice(opening: str, closing: str, lang: str) -> str:
+    """The first half of `opening` and the second half of `closing` (words; characters in
+    Chinese): a new sentence with the words and length of real ones."""
+    if lang == "zho_Hans":
+        return opening[:len(opening) // 2] + closing[len(closing) // 2:]
+    first, second = opening.split(), closing.split()
+    return " ".join(first[:max(1, len(first) // 2)] + second[len(second) // 2:])
+
+
+def _retold(lang: str, paragraph: list[str], pool: list[str], rng: random.Random) -> list[str]:
+    return [splice(sentence, rng.choice(pool), lang) for sentence in paragraph]
+
+
 def make_feeds(paragraphs: Paragraphs, seeds: list[Item], feeds: int, items: int,
-               documents: int | None = None, rng_seed: int = 20261123) -> list[list[Item]]:
+               documents: int | None = None, rng_seed: int = 20261123, *,
+               fresh: bool = False, first_feed: int = 0) -> list[list[Item]]:
     """`feeds` lists of `items` items, newest first. `documents` limits the paragraph pool
-    (fewer distinct texts to embed: the quick run)."""
+    (fewer distinct texts to embed); `fresh` tells every news sentence anew (module doc).
+    `first_feed` numbers the guids, so that two loads served side by side never share one."""
     rng = random.Random(rng_seed)
+    pools = {lang: paragraphs.sentences(lang) for lang in LANGS} if fresh else {}
     doc_count = min(documents or paragraphs.documents(), paragraphs.documents())
     out: list[list[Item]] = []
     made: list[Item] = []
@@ -112,7 +137,7 @@ def make_feeds(paragraphs: Paragraphs, seeds: list[Item], feeds: int, items: int
         feed_lang = LANGS[f % len(LANGS)]
         feed_items: list[Item] = []
         for i in range(items):
-            guid = f"urn:bench:{f}:{i}"
+            guid = f"urn:bench:{first_feed + f}:{i}"
             roll = rng.random()
             if roll < SEED_SHARE:
                 seed = rng.choice(seeds)
@@ -126,6 +151,8 @@ def make_feeds(paragraphs: Paragraphs, seeds: list[Item], feeds: int, items: int
             doc = paragraphs.by_lang[lang][rng.randrange(doc_count)]
             start = rng.randrange(len(doc))
             chosen = doc[start:start + rng.randint(3, 8)]
+            if fresh:
+                chosen = [_retold(lang, para, pools[lang], rng) for para in chosen]
             texts = [_join(lang, p) for p in chosen]
             if rng.random() < BOILERPLATE_SHARE:
                 texts.append(BOILERPLATE[lang])

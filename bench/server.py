@@ -67,9 +67,18 @@ class Feeds:
         self.modified[i] = formatdate(usegmt=True)
 
 
+def build_feeds(spec: dict) -> list[list[Item]]:
+    """The loads of `spec` one after another: feed numbers run on from one load to the next."""
+    paragraphs, seeds = load_paragraphs(spec["parallel"]), load_seeds(spec["seeds"])
+    feeds: list[list[Item]] = []
+    for load in spec["loads"]:
+        feeds += make_feeds(paragraphs, seeds, load["feeds"], load["items"], load["documents"],
+                            fresh=load["fresh"], first_feed=len(feeds))
+    return feeds
+
+
 async def _main(spec: dict, conn: multiprocessing.connection.Connection) -> None:
-    feeds = make_feeds(load_paragraphs(spec["parallel"]), load_seeds(spec["seeds"]),
-                       spec["feeds"], spec["items"], spec["documents"])
+    feeds = build_feeds(spec)
     kinds: dict[str, int] = {}
     for item in (it for items in feeds for it in items):
         kinds[item.kind] = kinds.get(item.kind, 0) + 1
@@ -103,6 +112,7 @@ async def _main(spec: dict, conn: multiprocessing.connection.Connection) -> None
 
 
 def run(spec: dict, conn: multiprocessing.connection.Connection) -> None:
-    """Child-process entry point: `spec` gives the data folders and the sizes."""
+    """Child-process entry point: `spec` gives the data folders and the loads (sizes, fresh or
+    reused text), served as feeds 0, 1, … in that order."""
     with contextlib.suppress(EOFError, KeyboardInterrupt):
         asyncio.run(_main(spec, conn))
