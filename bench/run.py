@@ -281,6 +281,7 @@ async def polls(news_config: Config, scale_config: Config, narratives: list[Narr
         seen_per_s = figures["scale"]["passages_seen"] / first_s
         figures["effective_passages_per_s"] = round(seen_per_s, 1)
         figures["effective_ratio"] = round(seen_per_s / bare, 2)
+        figures["scale"]["ratio"] = round(scale_embedded / first_s / bare, 3)
     finally:
         runtime.close()
 
@@ -375,7 +376,8 @@ def table(figures: dict[str, Any], command: str) -> str:
                              "articles/s"),
         ("scale passages seen/s", f"{f['effective_passages_per_s']} (effective ratio "
                                   f"{f['effective_ratio']}; {scale['embeddings_computed']} "
-                                  f"of {scale['passages_seen']} embedded)"),
+                                  f"of {scale['passages_seen']} embedded, "
+                                  f"{scale['ratio']} × bare)"),
         ("second poll (all unchanged)", f"{f['unchanged_poll_s']} s for {f['unchanged_feeds']} "
                                         f"feeds ({f['not_modified_feeds']} × 304, "
                                         f"{f['identical_body_feeds']} × identical body)"),

@@ -120,6 +120,9 @@ class ModelConfig(_Strict):
     batch_size: int = Field(default=32, ge=1, le=1024)
     threads: int | None = Field(default=None, ge=1)
     allow_download: bool = False
+    # distinct texts whose vectors are kept (384 floats ≈ 1.5 KB each): syndicated copies,
+    # footers and re-sent items then cost no model time; 0 turns the cache off
+    cache_entries: int = Field(default=50_000, ge=0, le=5_000_000)
 
 
 class FetchConfig(_Strict):

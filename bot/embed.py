@@ -133,8 +133,7 @@ def load_embedder(config: ModelConfig, *, models_dir: Path | None = None) -> Emb
                                        allow_download=config.allow_download)
 
 
-# Distinct texts whose vectors are kept: syndicated copies, boilerplate and re-sent items then
-# cost no model time. 50,000 × 384 float32 ≈ 75 MB. (Wanted as `[model] cache_entries`.)
+# The default of `[model] cache_entries`: 50,000 × 384 float32 ≈ 75 MB.
 CACHE_ENTRIES = 50_000
 ROUND_BATCHES = 8
 

@@ -98,7 +98,8 @@ class Runtime:
         embedder = embedder or load_embedder(config.model, models_dir=models_dir(config))
         centering = background_centering(config, embedder, store)
         index = build_index(config, narratives, embedder, centering, learned or {})
-        return cls(config, narratives, store, AsyncEmbedder(embedder), index)
+        queue = AsyncEmbedder(embedder, cache_entries=config.model.cache_entries)
+        return cls(config, narratives, store, queue, index)
 
     def reload(self, learned: Mapping[str, Sequence[str]]) -> list[Narrative]:
         """Read narratives_dir again and swap the index; on ConfigError the old set stays."""

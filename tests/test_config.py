@@ -233,6 +233,15 @@ def test_wrong_type(tmp_path: Path) -> None:
     assert "valid integer" in message and "valid number" in message
 
 
+def test_cache_entries_cannot_be_negative(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    message = _config_error(path, """\
+        [model]
+        cache_entries = -1
+        """)
+    assert f"{path}:2: key 'model.cache_entries'" in message
+
+
 def test_wrong_type_of_union_field_names_the_real_key(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     message = _config_error(path, """\

