@@ -207,7 +207,7 @@ class AsyncEmbedder:
     """Runs a blocking embedder off the event loop, sharing its batches between callers.
 
     Concurrent `encode` calls (many feeds polled at once) are queued; one drain task takes them
-    in arrival order, a round of about `batch_size` new texts at a time, and sends only texts
+    in arrival order, a round of about `round_texts` new texts at a time, and sends only texts
     that are neither cached nor already in the round to the model, in its own thread (so the
     default executor stays free for parsing). Every caller gets exactly the rows a direct
     `embedder.encode(texts)` would give, in its order. `texts_encoded` counts the texts the
