@@ -384,6 +384,8 @@ def _print_summary(reports: list[PollReport]) -> None:
     for r in reports:
         detail = r.error or (f"{r.new_articles} new of {r.articles}, {r.matches} matches"
                              if r.status == "new" else r.status)
+        if r.too_old:
+            detail += f" ({r.too_old} older than [fetch] max_age skipped)"
         print(f"feed {r.feed}: {r.status} — {detail}")
 
 

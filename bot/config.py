@@ -136,6 +136,9 @@ class FetchConfig(_Strict):
     # new articles embedded per poll of one feed; the rest wait for the next poll, so a huge
     # feed cannot hold the model for minutes while every other feed waits
     max_new_per_poll: int = Field(default=200, ge=1)
+    # items published longer ago are skipped (neither embedded nor alerted): a new feed's
+    # archive then does not flood the channel; items without a date are always read
+    max_age: Annotated[Duration, _at_least(3600)] | None = None
     user_agent: str = "narrative-bot/0.1 (RSS/Atom feed reader)"
 
 

