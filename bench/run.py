@@ -89,8 +89,11 @@ class Sizes:
     latency_gap_s: float  # between two new items
 
 
-FULL = Sizes(100, 10, 1000, 20, None, 1024, 64, 20, 20, 2.0)
-QUICK = Sizes(40, 5, 60, 10, 2, 256, 21, 5, 5, 1.0)
+FULL = Sizes(fresh_feeds=100, fresh_items=10, feeds=1000, items=20, documents=None,
+             bare_sample=1024, yardstick=64, latency_samples=20, latency_interval_s=20,
+             latency_gap_s=2.0)
+QUICK = Sizes(fresh_feeds=40, fresh_items=5, feeds=60, items=10, documents=2, bare_sample=256,
+              yardstick=21, latency_samples=5, latency_interval_s=5, latency_gap_s=1.0)
 
 
 class Recording:
