@@ -11,7 +11,7 @@ Then measures in this process, with the model that `[model]` of --config selects
 
 1. news, first poll: Pipeline.poll_all(force=True): articles/s and passages embedded/s;
 2. bare model: the same embedder re-encoding a sample of the very rounds of texts the pipeline
-   sent it, nothing else running (the limit); and ~65-word paragraphs (the yardstick);
+   sent it, nothing else running, best of two passes (the limit); and ~65-word paragraphs;
 3. scale, first poll: articles/s and passages seen/s with the cache;
 4. scale, second poll: every feed answers 304 or the identical body: wall time, parse calls
    (counted by wrapping bot.pipeline.parse_feed) and texts embedded during it;
@@ -210,11 +210,16 @@ def sample_rounds(rounds: list[list[str]], texts: int, seed: int = 7) -> list[li
     return chosen
 
 
-def bare_rate(encode: Callable[[list[str]], np.ndarray], rounds: list[list[str]]) -> float:
-    started = time.perf_counter()
-    for texts in rounds:
-        encode(texts)
-    return sum(map(len, rounds)) / (time.perf_counter() - started)
+def bare_rate(encode: Callable[[list[str]], np.ndarray], rounds: list[list[str]],
+              passes: int = 2) -> float:
+    """Texts per second, the best of `passes` (the limit: a shared machine only slows it)."""
+    best = float("inf")
+    for _ in range(passes):
+        started = time.perf_counter()
+        for texts in rounds:
+            encode(texts)
+        best = min(best, time.perf_counter() - started)
+    return sum(map(len, rounds)) / best
 
 
 def first_poll_figures(reports: list[PollReport], seconds: float, embedded: int,

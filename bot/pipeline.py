@@ -36,6 +36,7 @@ from bot.text import make_passages
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=6)
+WORK_SLOTS_PER_FETCH_SLOT = 2
 
 Remember = Callable[[sqlite3.Connection], None]
 Route = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]] | Sequence[str]]
@@ -80,6 +81,10 @@ class Pipeline:
         self.route = route
         self.limits = fetch_limits(config)
         self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
+        # Feeds whose articles are parsed, embedded and matched at once: enough to fill the
+        # model's rounds, few enough that a thousand changed feeds do not all hold their
+        # articles, passages and vectors in memory together.
+        self._work_slots = asyncio.Semaphore(WORK_SLOTS_PER_FETCH_SLOT * config.fetch.concurrency)
         window = config.matching.syndication_window
         self.stories = Stories(store.db, window) if window > timedelta(0) else None
 
@@ -105,13 +110,14 @@ class Pipeline:
             # after a restart): nothing new in them.
             self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "unchanged")
-        parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
-                                         source=feed.name, feed_url=feed.url)
-        if parsed.error is not None:
-            return self._feed_failed(feed, parsed.error, result)
-        if parsed.warning:
-            log.info("feed %s: %s", feed.name, parsed.warning)
-        report = await self._process(feed, parsed.articles)
+        async with self._work_slots:
+            parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
+                                             source=feed.name, feed_url=feed.url)
+            if parsed.error is not None:
+                return self._feed_failed(feed, parsed.error, result)
+            if parsed.warning:
+                log.info("feed %s: %s", feed.name, parsed.warning)
+            report = await self._process(feed, parsed.articles)
         # With a backlog, keep the old validators so that the next poll is not answered 304.
         if report.backlog:
             self._feed_ok(feed, health.cache, report.new_articles)
