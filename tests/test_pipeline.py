@@ -3,10 +3,12 @@ is not done twice (an identical body, a syndicated copy)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpx
 import numpy as np
 import pytest
 
@@ -37,14 +39,20 @@ def rss(count: int) -> bytes:
     return f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
 
 
-async def stub_polls(config: Config, store: Store, narratives: list, polls: int
-                     ) -> list[PollReport]:
-    """Poll the config's first feed `polls` times with a stub model that never matches."""
+def stub_pipeline(config: Config, store: Store, narratives: list,
+                  client: httpx.AsyncClient) -> Pipeline:
+    """A real pipeline with a stub model whose scores never reach the threshold."""
     embedder = CountingEmbedder()
     index = NarrativeIndex(narratives, embedder, default_threshold=0.99)
+    return Pipeline(config, store, index, AsyncEmbedder(embedder), client,
+                    route=lambda _source, _ids: [])
+
+
+async def stub_polls(config: Config, store: Store, narratives: list, polls: int
+                     ) -> list[PollReport]:
+    """Poll the config's first feed `polls` times (stub model)."""
     async with make_client(fetch_limits(config)) as client:
-        pipeline = Pipeline(config, store, index, AsyncEmbedder(embedder), client,
-                            route=lambda _source, _ids: [])
+        pipeline = stub_pipeline(config, store, narratives, client)
         return [await pipeline.poll_feed(config.feeds[0], force=True) for _ in range(polls)]
 
 
@@ -155,3 +163,32 @@ async def test_max_age_skips_an_archive_but_reads_new_and_undated_items(
     keys = {row[0] for row in store.db.execute("SELECT title FROM articles")}
     assert keys == {f"Story {guid}" for guid in read}
     assert (report.new_articles, report.too_old) == (len(read), 3 - len(read))
+
+
+async def test_only_a_few_feeds_hold_their_articles_at_once(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(12):
+        feeds.route(f"/f{i}.xml", rss(3))
+    config = write_config([(f"F{i}", feeds.url(f"/f{i}.xml")) for i in range(12)],
+                          extra="[fetch]\nconcurrency = 2\n")
+    store = Store(config.state.path)
+    inside, most = 0, 0
+    original = Pipeline._process
+
+    async def watched(self: Pipeline, *args: object) -> PollReport:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        try:
+            await asyncio.sleep(0.02)  # long enough for every other feed to arrive
+            return await original(self, *args)
+        finally:
+            inside -= 1
+
+    monkeypatch.setattr(Pipeline, "_process", watched)
+    async with make_client(fetch_limits(config)) as client:
+        reports = await stub_pipeline(config, store, shipped_narratives, client).poll_all(
+            force=True)
+    assert [r.new_articles for r in reports] == [3] * 12
+    assert most == 2 * 2  # WORK_SLOTS_PER_FETCH_SLOT × [fetch] concurrency
