@@ -66,8 +66,8 @@ from bot.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from bot.service import build_service  # noqa: E402
 from bot.store import Store  # noqa: E402
+from tests.paths import SHARED, copy_narratives  # noqa: E402
 
-SHARED = Path(os.environ.get("NARRATIVE_BOT_SHARED", REPO.parent / "shared"))
 CHANNEL = "@narrative_alerts"
 TOKEN_ENV = "NARRATIVE_BOT_BENCH_TOKEN"
 # The background mean is computed once per model and kept in the state (bot.runtime); the
@@ -159,10 +159,7 @@ def model_table(config_path: Path | None) -> str:
 
 def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, feeds: range,
                  interval: str, model: str) -> Config:
-    narratives = folder / "narratives"
-    narratives.mkdir(exist_ok=True)
-    for file in (REPO / "narratives").glob("*.toml"):
-        (narratives / file.name).write_text(file.read_text("utf-8"), "utf-8")
+    copy_narratives(folder)
     text = textwrap.dedent(f"""\
         narratives_dir = "narratives"
         [telegram]

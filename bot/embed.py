@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,9 +38,10 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """float32, each row (or the one vector) scaled to unit length; zero rows stay zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
 
@@ -108,7 +108,7 @@ def _encode_batched(run, texts: Sequence[str], dim: int, batch_size: int) -> np.
         return np.zeros((0, dim), dtype=np.float32)
     parts = [np.asarray(run(list(texts[i:i + batch_size])), dtype=np.float32).reshape(-1, dim)
              for i in range(0, len(texts), batch_size)]
-    return _normalise(np.vstack(parts))
+    return normalise(np.vstack(parts))
 
 
 def load_embedder(config: ModelConfig, *, models_dir: Path | None = None) -> Embedder:
@@ -219,8 +219,6 @@ class AsyncEmbedder:
         self.embedder = embedder
         self._lock = threading.Lock()
         self.texts_encoded = 0
-        self.texts_requested = 0  # texts asked for through `encode` (cache hits included)
-        self.model_seconds = 0.0  # wall time spent inside the model
         self.cache = VectorCache(cache_entries)
         # A round of a few model batches: the engine sorts a round's texts by length, so
         # bigger rounds pad less; a few batches still keep a new caller's wait near a second.
@@ -233,7 +231,6 @@ class AsyncEmbedder:
 
     async def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        self.texts_requested += len(texts)
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         loop = asyncio.get_running_loop()
@@ -306,9 +303,5 @@ class AsyncEmbedder:
 
     def _encode_now(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            started = time.perf_counter()
             self.texts_encoded += len(texts)
-            try:
-                return self.embedder.encode(texts)
-            finally:
-                self.model_seconds += time.perf_counter() - started
+            return self.embedder.encode(texts)

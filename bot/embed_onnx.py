@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.embed import EmbedderError
+from bot.embed import EmbedderError, normalise
 
 ONNX_FILE = "model_int8.onnx"
 
@@ -46,7 +46,7 @@ class OnnxEmbedder:
         weights = np.array([max(len(w), 1) for w in windows], dtype=np.float32)
         sums = np.zeros((len(texts), self.dim), dtype=np.float32)
         np.add.at(sums, owners, pooled * weights[:, None])
-        return _normalise(sums)
+        return normalise(sums)
 
     def _windows(self, ids: list[list[int]]) -> tuple[np.ndarray, list[list[int]]]:
         owners, windows = [], []
@@ -87,11 +87,6 @@ class OnnxEmbedder:
             input_ids[row, :len(window) + 2] = [self._bos, *window, self._eos]
             mask[row, :len(window) + 2] = 1
         return input_ids, mask
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def _session(path: Path, threads: int | None):

@@ -44,7 +44,7 @@ class LexicalIndex:
         total = len(documents)
         self._idf = {t: math.log((total + 1) / (n + 1)) + 1.0 for t, n in frequency.items()}
         self._default_idf = math.log(total + 1) + 1.0
-        own = sorted({t for text in statements for t in terms(text)})
+        own = sorted(set().union(*documents[len(documents) - len(statements):]))
         self._column = {t: i for i, t in enumerate(own)}
         by_term = np.zeros((len(own), len(statements)), dtype=np.float32)
         for row, text in enumerate(statements):

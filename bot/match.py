@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bot.config import Narrative
-from bot.embed import Embedder
+from bot.embed import Embedder, normalise
 from bot.guard import KeywordGuard
 from bot.lexical import LexicalIndex
 from bot.models import Match, Passage
@@ -42,11 +42,9 @@ class Centering:
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         if self.mean is None:
             return vectors
-        shifted = vectors - self.mean
-        return shifted / np.maximum(np.linalg.norm(shifted, axis=-1, keepdims=True), 1e-12)
+        return normalise(vectors - self.mean)
 
 
-SENTENCE_PROBES = True
 MIN_SENTENCE_CHARS = 25  # shorter sentences ("He disagreed.") carry no claim on their own
 
 
@@ -58,11 +56,10 @@ def passage_probes(passage: Passage) -> tuple[str, ...]:
     Cached: the pipeline asks once to embed them and scoring asks again for their rows and
     their words; sentence splitting should happen once per passage."""
     probes = (passage.text, *passage.quotes)
-    if SENTENCE_PROBES:
-        sentences = split_sentences(passage.text)
-        if len(sentences) > 1:
-            probes += tuple(s for s in sentences
-                            if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes)
+    sentences = split_sentences(passage.text)
+    if len(sentences) > 1:
+        probes += tuple(s for s in sentences
+                        if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes)
     return probes
 
 

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from bot.embed import normalise
+
 STORY_PASSAGES = 12  # passages per article kept for alignment (title + lead + body start)
 ALIGNED_SIMILARITY = 0.84  # raw cosine of a passage and its translation (NTREX: p10 ≈ 0.84)
 ALIGNED_SHARE = 0.6  # of the shorter article's passages
@@ -51,8 +53,7 @@ class Copy:
 
 def story_vectors(passage_vectors: np.ndarray) -> np.ndarray:
     """The rows kept for alignment: the first passages, L2-normalised."""
-    kept = np.asarray(passage_vectors[:STORY_PASSAGES], dtype=np.float32)
-    return kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)
+    return normalise(passage_vectors[:STORY_PASSAGES])
 
 
 def is_copy(new: np.ndarray, origin: np.ndarray) -> bool:

