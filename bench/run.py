@@ -14,9 +14,9 @@ Then measures in this process, with the model that `[model]` of --config selects
    sent it, nothing else running, best of two passes (the limit); and ~65-word paragraphs;
 3. scale, first poll: articles/s and passages seen/s with the cache;
 4. scale, second poll: every feed answers 304 or the identical body: wall time, parse calls
-   (counted by wrapping bot.pipeline.parse_feed) and texts embedded during it;
+   (counted by wrapping bot.app.pipeline.parse_feed) and texts embedded during it;
 5. peak RSS (ru_maxrss) with the model loaded;
-6. latency: the service `narrative-bot run` builds (bot.service.build_service, real scheduler,
+6. latency: the service `narrative-bot run` builds (bot.app.service.build_service, real scheduler,
    real Telegram delivery) over the scale feeds, new narrative items appended to random feeds:
    time until the fake Bot API accepted the alert, p50/p95.
 
@@ -57,20 +57,20 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-import bot.pipeline  # noqa: E402
+import bot.app.pipeline  # noqa: E402
 from bench import corpus, server  # noqa: E402
+from bot.app.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
+from bot.app.runtime import Runtime  # noqa: E402
+from bot.app.service import build_service  # noqa: E402
 from bot.cli import _start_telegram, _stop_telegram  # noqa: E402
 from bot.config import Config, Narrative, load_config, load_narratives  # noqa: E402
-from bot.fetch import make_client  # noqa: E402
-from bot.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from bot.service import build_service  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.feeds.fetch import make_client  # noqa: E402
+from bot.storage.store import Store  # noqa: E402
 from tests.paths import SHARED, copy_narratives  # noqa: E402
 
 CHANNEL = "@narrative_alerts"
 TOKEN_ENV = "NARRATIVE_BOT_BENCH_TOKEN"
-# The background mean is computed once per model and kept in the state (bot.runtime); the
+# The background mean is computed once per model and kept in the state (bot.app.runtime); the
 # benchmark's state is new every run, so it keeps its own copy between runs.
 META_CACHE = Path(tempfile.gettempdir()) / "narrative-bench-background.json"
 
@@ -121,22 +121,22 @@ class Recording:
 
 
 class ParseCounter:
-    """Counts calls of bot.pipeline.parse_feed (it runs in worker threads: count atomically)."""
+    """Counts calls of bot.app.pipeline.parse_feed (it runs in worker threads: count atomically)."""
 
     def __init__(self) -> None:
         self._calls = itertools.count()
-        self.original = bot.pipeline.parse_feed
+        self.original = bot.app.pipeline.parse_feed
 
     def __enter__(self) -> ParseCounter:
         def counted(*args: Any, **kwargs: Any) -> Any:
             next(self._calls)
             return self.original(*args, **kwargs)
 
-        bot.pipeline.parse_feed = counted  # type: ignore[assignment]
+        bot.app.pipeline.parse_feed = counted  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        bot.pipeline.parse_feed = self.original
+        bot.app.pipeline.parse_feed = self.original
 
     @property
     def calls(self) -> int:

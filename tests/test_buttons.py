@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.buttons import MUTE, RELEVANT, WRONG, ButtonSigner, Press
 from bot.models import Alert, Evidence
-from bot.store import Store
+from bot.storage.store import Store
+from bot.telegram.buttons import MUTE, RELEVANT, WRONG, ButtonSigner, Press
 
 
 def alert(narratives: int) -> Alert:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot import cli
-from bot.calibrate import Example, propose, write_threshold
 from bot.config import ConfigError, load_narrative
+from bot.tools.calibrate import Example, propose, write_threshold
 from tests.conftest import WriteConfig
 from tests.paths import REPO
 

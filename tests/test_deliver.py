@@ -1,4 +1,4 @@
-"""Outbox → Telegram: bot.deliver against the fake Bot API, with a real Store and the real PTB Bot.
+"""Outbox → Telegram: bot.telegram.deliver against the fake Bot API, a real Store, the real PTB Bot.
 
 Every test asserts on what the fake server recorded (requests, accepted messages and how Telegram
 would show them) and on the outbox rows in SQLite.
@@ -20,11 +20,11 @@ import pytest
 import telegram
 import time_machine
 
-from bot.audience import Audience
-from bot.buttons import ButtonSigner
-from bot.deliver import MAX_MESSAGE_UTF16, ConsoleSink, TelegramSink, render_alert
 from bot.models import Alert, Article, Match, Passage
-from bot.store import PostDraft, Store
+from bot.storage.audience import Audience
+from bot.storage.store import PostDraft, Store
+from bot.telegram.buttons import ButtonSigner
+from bot.telegram.deliver import MAX_MESSAGE_UTF16, ConsoleSink, TelegramSink, render_alert
 from tests.fake_telegram import (
     AcceptThenStall,
     ConnectionReset,

@@ -11,13 +11,13 @@ import pytest
 import telegram
 import time_machine
 
-from bot.charts import PNG_MAGIC
+from bot.app.schedule import DrainingScheduler, add_trend_jobs, digest_job_id, digest_trigger
 from bot.config import DigestConfig, TrendsConfig
-from bot.deliver import TelegramSink
-from bot.digest import Digester, build_digest, digest_key, last_due
 from bot.models import Article, Match, Passage
-from bot.schedule import DrainingScheduler, add_trend_jobs, digest_job_id, digest_trigger
-from bot.store import Store
+from bot.storage.store import Store
+from bot.telegram.deliver import TelegramSink
+from bot.trends.charts import PNG_MAGIC
+from bot.trends.digest import Digester, build_digest, digest_key, last_due
 from tests.fake_telegram import FakeTelegram
 
 ALMATY = ZoneInfo("Asia/Almaty")  # UTC+5

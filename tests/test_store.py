@@ -1,4 +1,4 @@
-"""Tests for bot.store.Store on a real SQLite file: feeds, articles, outbox, restarts, copies."""
+"""Tests for bot.storage.store.Store on real SQLite: feeds, articles, outbox, restarts, copies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import Alert, Article, Evidence, HttpCacheState, Match, Passage
-from bot.store import Store
+from bot.storage.store import Store
 
 PUBLISHED = datetime(2020, 4, 14, 8, 30, tzinfo=UTC)
 

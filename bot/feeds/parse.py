@@ -20,9 +20,9 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-from bot.language import guess_language, normalize_language
+from bot.feeds.language import guess_language, normalize_language
+from bot.feeds.text import clean_text, html_to_text
 from bot.models import Article, ParsedFeed
-from bot.text import clean_text, html_to_text
 
 TITLE_MAX_CHARS = 300
 TEXT_MAX_CHARS = 100_000

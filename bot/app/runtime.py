@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from bot.config import Config, Narrative, load_config, load_narratives
-from bot.embed import AsyncEmbedder, Embedder, load_embedder
-from bot.match import Centering, NarrativeIndex, PassageScore, probe_texts
+from bot.embedding.embedder import AsyncEmbedder, Embedder, load_embedder
+from bot.feeds.text import make_passages
+from bot.matching.index import Centering, NarrativeIndex, PassageScore, probe_texts
 from bot.models import Passage
-from bot.store import Store
-from bot.text import make_passages
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ How a passage is scored against a narrative:
   narrative quotes its headline; the quote alone says it more plainly than the paragraph);
 - its *score* is the best cosine similarity of any probe to any of the narrative's statements,
   its *counter score* the same against the narrative's counter-examples;
-- its *rank* adds `lexical_weight` × the TF-IDF cosine to the statement (bot/lexical.py): in
+- its *rank* adds `lexical_weight` × the TF-IDF cosine to the statement (lexical.py): in
   one language, shared rare words tell which of several close narratives a passage restates;
 - it supports the narrative when the score reaches the threshold, beats the counter score by
   `counter_margin`, (with `exclusive`) no other narrative ranks higher on that passage, and the
-  article passes the narrative's keyword guard (`require_any`, bot/guard.py) if it has one.
+  article passes the narrative's keyword guard (`require_any`, bot/matching/guard.py) if it has one.
 The threshold applies to the embedding score alone, so an article in another language than the
 statements is held to the same bar. Scores live in a "centered" space when a background mean
 is given: subtracting the mean embedding of ordinary news and re-normalising removes what every
@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bot.config import Narrative
-from bot.embed import Embedder, normalise
-from bot.guard import KeywordGuard
-from bot.lexical import LexicalIndex
+from bot.embedding.embedder import Embedder, normalise
+from bot.feeds.text import split_sentences
+from bot.matching.guard import KeywordGuard
+from bot.matching.lexical import LexicalIndex
 from bot.models import Match, Passage
-from bot.text import split_sentences
 
 
 @dataclass(frozen=True)

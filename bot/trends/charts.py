@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bot.trends import DailySeries
+from bot.trends.spikes import DailySeries
 
 WIDTH, HEIGHT, DPI = 1000, 500, 100
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from bot.embed import normalise
+from bot.embedding.embedder import normalise
 
 STORY_PASSAGES = 12  # passages per article kept for alignment (title + lead + body start)
 ALIGNED_SIMILARITY = 0.84  # raw cosine of a passage and its translation (NTREX: p10 ≈ 0.84)

@@ -4,7 +4,7 @@ Every command handler gets a `Request` (the chat, the user, the arguments) and r
 as Telegram HTML; the wrapper sends it, cut to Telegram's limit. Every string that comes from a
 feed, a narrative file or a user is escaped. Handlers never raise to python-telegram-bot: a
 failure is logged and the user is told so in one line. Button presses arrive as signed
-callback_data (bot/buttons.py); anything that does not verify is refused and changes nothing.
+callback_data (buttons.py); anything that does not verify is refused and changes nothing.
 
 Chat state (subscriptions, mutes, votes, learned counter-examples) lives in `Audience`; the
 configured alert channel is always stored under its configured id (`Audience.channel`), whether
@@ -41,14 +41,14 @@ from telegram.ext import (
     filters,
 )
 
-from bot.audience import ALL, Audience
-from bot.buttons import MUTE, RELEVANT, WRONG, ButtonSigner
-from bot.charts import render_trend
+from bot.app.runtime import Runtime
 from bot.config import Config, ConfigError, parse_duration
 from bot.models import Alert, Evidence
-from bot.runtime import Runtime
-from bot.store import Store
-from bot.trends import daily_series, format_change, top_narratives
+from bot.storage.audience import ALL, Audience
+from bot.storage.store import Store
+from bot.telegram.buttons import MUTE, RELEVANT, WRONG, ButtonSigner
+from bot.trends.charts import render_trend
+from bot.trends.spikes import daily_series, format_change, top_narratives
 
 log = logging.getLogger(__name__)
 

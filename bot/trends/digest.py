@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.charts import render_trend
 from bot.config import DigestConfig, TrendsConfig
-from bot.store import MatchRecord, PostDraft, Store, Volume, iso, parse_time
-from bot.trends import daily_series, format_change, hour_floor
+from bot.storage.store import MatchRecord, PostDraft, Store, Volume, iso, parse_time
+from bot.trends.charts import render_trend
+from bot.trends.spikes import daily_series, format_change, hour_floor
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def build_digest(store: Store, cfg: DigestConfig, due: datetime, titles: Mapping
 
 
 class Digester:
-    """Queues due digests (scheduled by bot.schedule; also run once at start-up to catch up)."""
+    """Queues due digests (scheduled by bot.app.schedule; also run once at start-up to catch up)."""
 
     def __init__(self, store: Store, trends: TrendsConfig,
                  titles: Callable[[], Mapping[str, str]]) -> None:

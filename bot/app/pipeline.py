@@ -5,8 +5,8 @@ failure is recorded against that feed (with back-off) and never reaches the othe
 
 Where the time goes (bench/run.py): embedding dominates, so a feed whose body is byte-for-byte
 the one already processed is neither parsed nor embedded, passages are split off the event
-loop, and each article's probe texts go to the shared embedding queue (bot.embed) on their own,
-so that concurrently polled feeds fill the model's batches and cached texts cost nothing.
+loop, and each article's probe texts go to the shared embedding queue (bot.embedding) on their
+own, so that concurrently polled feeds fill the model's batches and cached texts cost nothing.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import httpx
 import numpy as np
 
 from bot.config import Config, FeedConfig
-from bot.embed import AsyncEmbedder
-from bot.fetch import FetchLimits, fetch_feed
-from bot.match import NarrativeIndex, passage_rows, probe_texts
+from bot.embedding.embedder import AsyncEmbedder
+from bot.feeds.fetch import FetchLimits, fetch_feed
+from bot.feeds.parse import parse_feed
+from bot.feeds.text import make_passages
+from bot.matching.index import NarrativeIndex, passage_rows, probe_texts
+from bot.matching.syndicate import Stories, story_vectors
 from bot.models import Article, FetchResult, HttpCacheState, Match, Passage
-from bot.parse import parse_feed
-from bot.store import Store
-from bot.syndicate import Stories, story_vectors
-from bot.text import make_passages
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every example is one (document, narrative) pair with a label and the narrative's *eligible
 score* on that document: its best score among passages that pass every rule but the threshold
-(bot/match.py), so the document alerts exactly when that score reaches the threshold. For a
+(bot/matching/index.py), so the document alerts exactly when that score reaches the threshold. For a
 target precision the proposal is the lowest threshold that keeps precision at the target (the
 most recall), moved halfway down to the next lower example so that it does not sit on one
 document's score. Feedback only exists for alerts that were sent, so it can only ever argue
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.app.runtime import Runtime
 from bot.config import ConfigError, Narrative, load_narrative
-from bot.evaluate import labelled_documents
-from bot.runtime import Runtime
+from bot.tools.evaluate import labelled_documents
 
 NO_LOWER_EXAMPLE_STEP = 0.02  # below the lowest kept positive when nothing scores under it
 

@@ -35,11 +35,11 @@ from telegram.error import (
     TimedOut,
 )
 
-from bot.audience import Audience
-from bot.buttons import ButtonSigner
 from bot.models import Alert
-from bot.store import Post, Store
-from bot.trends import SpikeCheck, format_change
+from bot.storage.audience import Audience
+from bot.storage.store import Post, Store
+from bot.telegram.buttons import ButtonSigner
+from bot.trends.spikes import SpikeCheck, format_change
 
 log = logging.getLogger(__name__)
 

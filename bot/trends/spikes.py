@@ -30,7 +30,7 @@ from statistics import median
 from zoneinfo import ZoneInfo
 
 from bot.config import TrendsConfig
-from bot.store import PostDraft, Store, Volume
+from bot.storage.store import PostDraft, Store, Volume
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.models import Alert
-from bot.store import Store
+from bot.storage.store import Store
 
 RELEVANT, WRONG, MUTE = "r", "w", "m"
 _DATA = re.compile(r"^([rwm]):(\d{1,12}):(\d{1,2}):([A-Za-z0-9_-]{11})$")

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from bot.app.runtime import Runtime
 from bot.config import Narrative
-from bot.match import Centering, NarrativeIndex
-from bot.runtime import Runtime
+from bot.matching.index import Centering, NarrativeIndex
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 

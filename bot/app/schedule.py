@@ -5,7 +5,7 @@ Every job runs with max_instances=1 and coalescing, so a slow feed never piles u
 feed is polled once at start-up. A poll that queued alerts, a spike check that found a spike
 and a digest that was queued wake the delivery job at once. Digest jobs fire at their local
 time (CronTrigger in the digest's time zone, DST included) and also once at start-up, which
-sends a digest missed while the bot was down (see bot.digest).
+sends a digest missed while the bot was down (see bot.trends.digest).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.app.pipeline import Pipeline
 from bot.config import DigestConfig, FeedConfig, TrendsConfig
-from bot.deliver import AlertSink
-from bot.digest import Digester
-from bot.pipeline import Pipeline
-from bot.trends import SpikeMonitor
+from bot.telegram.deliver import AlertSink
+from bot.trends.digest import Digester
+from bot.trends.spikes import SpikeMonitor
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Embeddings confuse topic with claim; shared rare words ("vassal", "homeland", "Qing") are
 strong evidence that a passage restates a particular narrative when both are in one language.
-Words are folded like keyword guards (bot/guard.py); scripts without spaces contribute
+Words are folded like keyword guards (bot/matching/guard.py); scripts without spaces contribute
 character bigrams. IDF comes from a reference corpus (ordinary news plus the statements), so
 words every article uses weigh little.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from bot.guard import fold
+from bot.matching.guard import fold
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")

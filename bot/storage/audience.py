@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.store import Store, iso, parse_time
+from bot.storage.store import Store, iso, parse_time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (

@@ -1,0 +1,1 @@
+"""The running bot: the pipeline, the schedule, the wiring and reload."""

@@ -1,0 +1,1 @@
+"""Text to vectors: the Embedder interface, its backends, the shared queue and cache."""

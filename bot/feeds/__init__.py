@@ -1,0 +1,1 @@
+"""Feed sources: fetching, parsing, article text and language."""

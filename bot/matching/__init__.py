@@ -1,0 +1,1 @@
+"""Vectors to decisions: narrative index, lexical evidence, guards, syndication."""

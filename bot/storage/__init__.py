@@ -1,0 +1,1 @@
+"""All state: SQL over SQLite, split by what it stores."""

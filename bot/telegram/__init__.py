@@ -1,0 +1,1 @@
+"""Telegram: message rendering, commands, buttons and delivery."""

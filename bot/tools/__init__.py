@@ -1,0 +1,1 @@
+"""Build and measurement tools (convert-model, eval, calibrate), not the runtime."""

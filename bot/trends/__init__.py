@@ -1,0 +1,1 @@
+"""Volumes over time: spikes, digests, charts and export."""
