@@ -41,7 +41,7 @@ BOILERPLATE = {
     "zho_Hans": "欢迎订阅我们的Telegram频道，第一时间获取新闻。"
                 "转载须注明出处并附上有效链接。版权所有。",
 }
-SEED_TITLES = {  # as in demo/make_feeds.py
+SEED_TITLES = {  # the seed articles' titles (the seeds themselves are read from shared/)
     "000": "Chinese claims that Central Asia wants to 'return' to China threaten sovereignty, "
            "analysts say",
     "001": "How the CCP's money buys influence in Central Asia",

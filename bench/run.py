@@ -16,9 +16,9 @@ Then measures in this process, with the model that `[model]` of --config selects
 4. scale, second poll: every feed answers 304 or the identical body: wall time, parse calls
    (counted by wrapping bot.app.pipeline.parse_feed) and texts embedded during it;
 5. peak RSS (ru_maxrss) with the model loaded;
-6. latency: the service `narrative-bot run` builds (bot.app.service.build_service, real scheduler,
-   real Telegram delivery) over the scale feeds, new narrative items appended to random feeds:
-   time until the fake Bot API accepted the alert, p50/p95.
+6. latency: the bot as `narrative-bot run` builds it (bot.app.App: real scheduler, real
+   Telegram delivery and chat commands) over the scale feeds, new narrative items appended to
+   random feeds: time until the fake Bot API accepted the alert, p50/p95.
 
 "passages" are the texts a poll needs vectors for (each passage, its quoted spans and
 sentences); "embedded" are those the model really encoded (the rest were cached or repeated).
@@ -59,18 +59,16 @@ import numpy as np  # noqa: E402
 
 import bot.app.pipeline  # noqa: E402
 from bench import corpus, server  # noqa: E402
+from bot.app import App  # noqa: E402
 from bot.app.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
-from bot.app.runtime import Runtime  # noqa: E402
-from bot.app.service import build_service  # noqa: E402
-from bot.cli import _start_telegram, _stop_telegram  # noqa: E402
 from bot.config import Config, Narrative, load_config, load_narratives  # noqa: E402
-from bot.feeds.fetch import make_client  # noqa: E402
+from bot.feeds import make_client  # noqa: E402
 from bot.storage.store import Store  # noqa: E402
 from tests.paths import SHARED, copy_narratives  # noqa: E402
 
 CHANNEL = "@narrative_alerts"
 TOKEN_ENV = "NARRATIVE_BOT_BENCH_TOKEN"
-# The background mean is computed once per model and kept in the state (bot.app.runtime); the
+# The background mean is computed once per model and kept in the state (bot.app.model); the
 # benchmark's state is new every run, so it keeps its own copy between runs.
 META_CACHE = Path(tempfile.gettempdir()) / "narrative-bench-background.json"
 
@@ -245,15 +243,15 @@ async def polls(news_config: Config, scale_config: Config, narratives: list[Narr
     """The news poll, the bare model, the scale load's two polls: the throughput figures."""
     _restore_background(news_config)
     started = time.perf_counter()
-    runtime = Runtime.open(news_config, narratives)
-    _keep_background(runtime.store)
-    figures["model"] = runtime.embedder.embedder.name
+    app = App(news_config, narratives)
+    _keep_background(app.store)
+    figures["model"] = app.model_name
     figures["model_load_s"] = round(time.perf_counter() - started, 1)
-    embedder = runtime.embedder
+    embedder = app.matcher.embedder
     recording = embedder.embedder = Recording(embedder.embedder)
 
     def pipeline(config: Config, client: httpx.AsyncClient) -> Pipeline:
-        return Pipeline(config, runtime.store, runtime.index, embedder, client,
+        return Pipeline(config, app.store, app.matcher, client,
                         route=lambda _source, _ids: [CHANNEL])
 
     try:
@@ -277,7 +275,7 @@ async def polls(news_config: Config, scale_config: Config, narratives: list[Narr
         figures["peak_rss_mb"] = round(peak_rss_mb())
         figures["scale"] = first_poll_figures(first, first_s, scale_embedded) | {
             "parses": first_parses}
-        figures["alerts_queued"] = runtime.store.counts()["alerts_pending"]
+        figures["alerts_queued"] = app.store.counts()["alerts_pending"]
         statuses = Counter(r.status for r in second)
         figures |= {
             "unchanged_feeds": statuses["not-modified"] + statuses["unchanged"],
@@ -293,27 +291,24 @@ async def polls(news_config: Config, scale_config: Config, narratives: list[Narr
         figures["effective_ratio"] = round(seen_per_s / bare, 2)
         figures["scale"]["ratio"] = round(scale_embedded / first_s / bare, 3)
     finally:
-        runtime.close()
+        app.close()
 
 
 async def latency(config: Config, narratives: list[Narrative], sizes: Sizes, control: str,
                   paragraphs: corpus.Paragraphs, figures: dict[str, Any]) -> None:
-    """The real service (`narrative-bot run` wiring): new claims → alerts at the fake Bot API."""
-    store = Store(config.state.path)
-    for alert in store.pending_alerts(limit=1_000_000):
-        # The first poll's alerts count as delivered: at 20 a minute per channel they would
-        # queue ahead of the samples for a long time.
-        store.mark_sent(alert.id, None)
+    """The real bot (`narrative-bot run` wiring): new claims → alerts at the fake Bot API."""
     rng = random.Random(11)
     appended: dict[int, float] = {}
-    try:
-        async with make_client(fetch_limits(config)) as client, httpx.AsyncClient() as ctl:
-            service = build_service(config, narratives, store, client, server.TOKEN,
-                                    commands=True)
-            await _start_telegram(service)
-            start = time.monotonic()
-            service.scheduler.start()
-            await _settle(store, len(config.feeds), time.time(), timeout=120)
+    arrived: dict[int, float] = {}
+    app = App(config, narratives, token=server.TOKEN, chat=True)
+    async with app, httpx.AsyncClient() as ctl:
+        for alert in app.store.pending_alerts(limit=1_000_000):
+            # The first poll's alerts count as delivered: at 20 a minute per channel they
+            # would queue ahead of the samples for a long time.
+            app.store.mark_sent(alert.id, None)
+        start = time.monotonic()
+        async with app.running():
+            await _settle(app.store, len(config.feeds), time.time(), timeout=120)
             figures["startup_round_s"] = round(time.monotonic() - start, 1)
             for k in range(sizes.latency_samples):
                 item = corpus.claim_item(paragraphs, k, rng)
@@ -324,17 +319,12 @@ async def latency(config: Config, narratives: list[Narrative], sizes: Sizes, con
                     "paragraphs": list(item.paragraphs)})
                 await asyncio.sleep(sizes.latency_gap_s)
             deadline = time.monotonic() + 2 * sizes.latency_interval_s + 60
-            arrived: dict[int, float] = {}
             while len(arrived) < len(appended) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
                 for message in (await ctl.get(f"{control}/_ctl/sent")).json():
                     for k in appended:
                         if k not in arrived and f"(#{k})" in message["text"]:
                             arrived[k] = message["at"]
-            await service.scheduler.stop(timeout=10)
-            await _stop_telegram(service)
-    finally:
-        store.close()
     delays = [arrived[k] - appended[k] for k in sorted(arrived)]
     figures |= {
         "latency_samples": len(appended), "latency_delivered": len(delays),

@@ -69,6 +69,7 @@ class Passage:
     index: int
     text: str
     quotes: tuple[str, ...] = ()  # quoted spans inside `text`, scored on their own too
+    title: bool = False  # the article's title line, not its body
 
 
 @dataclass(frozen=True)

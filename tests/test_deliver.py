@@ -24,7 +24,9 @@ from bot.models import Alert, Article, Match, Passage
 from bot.storage.audience import Audience
 from bot.storage.store import PostDraft, Store
 from bot.telegram.buttons import ButtonSigner
-from bot.telegram.deliver import MAX_MESSAGE_UTF16, ConsoleSink, TelegramSink, render_alert
+from bot.telegram.deliver import ConsoleSink, TelegramSink
+from bot.telegram.format import MAX_MESSAGE_UTF16
+from bot.telegram.render import render_alert
 from tests.fake_telegram import (
     AcceptThenStall,
     ConnectionReset,

@@ -16,6 +16,7 @@ from bot.config import DigestConfig, TrendsConfig
 from bot.models import Article, Match, Passage
 from bot.storage.store import Store
 from bot.telegram.deliver import TelegramSink
+from bot.telegram.render import render_digest
 from bot.trends.charts import PNG_MAGIC
 from bot.trends.digest import Digester, build_digest, digest_key, last_due
 from tests.fake_telegram import FakeTelegram
@@ -85,19 +86,20 @@ def fill(store: Store) -> None:
 def test_digest_contents(store: Store) -> None:
     fill(store)
     digest = build_digest(store, DAILY, DUE, TITLES, TrendsConfig())
+    text = render_digest(digest).text
     assert [(e.narrative_id, e.count, e.previous) for e in digest.entries] == [
         ("kz", 5, 2), ("kg", 0, 1), ("pamirs", 0, 0)]
     kz = digest.entries[0]
     assert [a.article_key for a in kz.articles] == ["kz4", "kz3", "kz2"]  # best score first
-    assert digest.plain.startswith("🗞 Daily digest · 22 Nov 09:00 – 23 Nov 2026 09:00 "
-                                   "(Asia/Almaty)")
-    assert "5 matches across 1 narrative(s) (previous day: 3, +67%)" in digest.plain
-    assert "Kazakhstan wants to return to China — 5 (+150%)" in digest.plain
-    assert "Kyrgyz <homeland> — 0 (−100%)" in digest.plain
-    assert "Quiet: Pamirs returned" in digest.plain
+    assert text.plain.startswith("🗞 Daily digest · 22 Nov 09:00 – 23 Nov 2026 09:00 "
+                                 "(Asia/Almaty)")
+    assert "5 matches across 1 narrative(s) (previous day: 3, +67%)" in text.plain
+    assert "Kazakhstan wants to return to China — 5 (+150%)" in text.plain
+    assert "Kyrgyz <homeland> — 0 (−100%)" in text.plain
+    assert "Quiet: Pamirs returned" in text.plain
     assert ('<a href="https://e.org/kz4?a=1&amp;b=2">&lt;b&gt;Bold&lt;/b&gt; &amp; co</a>'
-            in digest.html)
-    assert "Kyrgyz &lt;homeland&gt;" in digest.html
+            in text.html)
+    assert "Kyrgyz &lt;homeland&gt;" in text.html
     assert digest.chart is not None and digest.chart.startswith(PNG_MAGIC)
 
 
@@ -106,40 +108,41 @@ def test_digest_stays_within_telegram_limits(store: Store) -> None:
     for i in range(120):
         record(store, f"x{i}", f"n{i:03d}", DUE.astimezone(UTC) - timedelta(hours=1),
                title="T" * 300)
-    digest = build_digest(store, DAILY, DUE, titles, chart=False)
-    assert len(digest.html.encode("utf-16-le")) // 2 <= 4096
-    assert len(digest.plain.encode("utf-16-le")) // 2 <= 4096
+    text = render_digest(build_digest(store, DAILY, DUE, titles, chart=False)).text
+    assert len(text.html.encode("utf-16-le")) // 2 <= 4096
+    assert len(text.plain.encode("utf-16-le")) // 2 <= 4096
 
 
 async def test_never_twice_and_missed_while_down(store: Store) -> None:
     fill(store)
-    digester = Digester(store, TrendsConfig(), lambda: TITLES)
+    digester = Digester(store, TrendsConfig(), lambda: TITLES, render_digest)
     with time_machine.travel(DUE - timedelta(hours=3), tick=False):  # configured at 06:00
         assert await digester.run(DAILY) == []  # yesterday's 09:00 was before it existed
     with time_machine.travel(DUE, tick=False):
         ids = await digester.run(DAILY)
         assert len(ids) == 2  # the text and the chart
         assert await digester.run(DAILY) == []
-        assert await Digester(store, TrendsConfig(), lambda: TITLES).run(DAILY) == []
+        again = Digester(store, TrendsConfig(), lambda: TITLES, render_digest)
+        assert await again.run(DAILY) == []
     posts = store.posts(digest_key(DAILY, DUE))
-    assert [p.chart_id is not None for p, _ in posts] == [False, True]
-    assert "Sent late" not in posts[0][0].plain
+    assert [p.post.chart_id is not None for p in posts] == [False, True]
+    assert "Sent late" not in posts[0].post.plain
 
     # down from just after the 23 Nov digest until 26 Nov 15:00: one late digest (26 Nov)
     with time_machine.travel(DUE + timedelta(days=3, hours=6), tick=False):
         ids = await digester.run(DAILY)
     assert len(ids) >= 1
-    keys = sorted({p.key.removesuffix(":chart") for p, _ in store.posts("digest:")})
+    keys = sorted({p.post.key.removesuffix(":chart") for p in store.posts("digest:")})
     assert keys == [digest_key(DAILY, DUE), digest_key(DAILY, DUE + timedelta(days=3))]
-    [late] = [p for p, _ in store.posts(digest_key(DAILY, DUE + timedelta(days=3)))
-              if p.chart_id is None]
+    [late] = [p.post for p in store.posts(digest_key(DAILY, DUE + timedelta(days=3)))
+              if p.post.chart_id is None]
     assert "Sent late" in late.plain
 
 
 async def test_digest_is_scheduled_at_local_time_and_delivered(
         store: Store, tg: FakeTelegram, bot: telegram.Bot) -> None:
     fill(store)
-    digester = Digester(store, TrendsConfig(), lambda: TITLES)
+    digester = Digester(store, TrendsConfig(), lambda: TITLES, render_digest)
     with time_machine.travel(DUE - timedelta(hours=1), tick=False):
         await digester.run(DAILY)  # the bot starts at 08:00 local: nothing due yet
         scheduler = DrainingScheduler(timezone=UTC)

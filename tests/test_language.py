@@ -7,7 +7,7 @@ import pytest
 from bot.feeds.language import guess_language, normalize_language
 
 
-@pytest.mark.parametrize("text, code", [
+@pytest.mark.parametrize(("text", "code"), [
     ("Казахстан хочет вернуться в состав Китая.", "ru"),
     ("Қазақстан Қытайға қайтып оралғысы келеді", "kk"),
     ("Әлемдегі жаңалықтар", "kk"),
@@ -31,7 +31,7 @@ def test_a_quoted_name_does_not_change_a_long_russian_text() -> None:
     assert guess_language(text) == "ru"
 
 
-@pytest.mark.parametrize("code, expected", [
+@pytest.mark.parametrize(("code", "expected"), [
     ("ru-RU", "ru"), ("RUS", "ru"), ("zh_Hans", "zh"), ("kk-Cyrl-KZ", "kk"), ("kaz", "kk"),
     ("uzn", "uz"), (" en ", "en"), ("und", None), ("", None), (None, None), ("x", None),
     ("english", None), (42, None),

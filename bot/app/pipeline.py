@@ -1,12 +1,14 @@
-"""The one orchestrator: poll one feed = fetch → parse → new? → passages → embed → match → outbox.
+"""The one orchestrator: poll one feed = fetch → parse → new? → judge → outbox.
 
-Stages never call each other; this module is the only place that knows their order. A feed's
-failure is recorded against that feed (with back-off) and never reaches the others.
+Stages never call each other; this module is the only place that knows their order (also for
+`check-feeds --probe`, which fetches and parses without touching state). A feed's failure is
+recorded against that feed (with back-off) and never reaches the others.
 
 Where the time goes (bench/run.py): embedding dominates, so a feed whose body is byte-for-byte
-the one already processed is neither parsed nor embedded, passages are split off the event
-loop, and each article's probe texts go to the shared embedding queue (bot.embedding) on their
-own, so that concurrently polled feeds fill the model's batches and cached texts cost nothing.
+the one already processed is neither parsed nor embedded, and each article is judged on its
+own (bot.matching.matcher: passages split off the event loop, probe texts sent to the shared
+embedding queue), so that concurrently polled feeds fill the model's batches and cached texts
+cost nothing.
 """
 
 from __future__ import annotations
@@ -14,31 +16,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 import httpx
-import numpy as np
 
 from bot.config import Config, FeedConfig
-from bot.embedding.embedder import AsyncEmbedder
-from bot.feeds.fetch import FetchLimits, fetch_feed
-from bot.feeds.parse import parse_feed
-from bot.feeds.text import make_passages
-from bot.matching.index import NarrativeIndex, passage_rows, probe_texts
+from bot.feeds import FetchLimits, fetch_feed, parse_feed
+from bot.matching.matcher import Matcher, Verdict
 from bot.matching.syndicate import Stories, story_vectors
-from bot.models import Article, FetchResult, HttpCacheState, Match, Passage
-from bot.storage.store import Store
+from bot.models import Article, FetchResult, HttpCacheState, ParsedFeed
+from bot.storage.store import Store, Story
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=6)
 WORK_SLOTS_PER_FETCH_SLOT = 2
 
-Remember = Callable[[sqlite3.Connection], None]
 Route = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]] | Sequence[str]]
 
 
@@ -57,6 +52,18 @@ class PollReport:
     too_old: int = 0  # unseen articles published before [fetch] max_age, skipped
 
 
+@dataclass(frozen=True)
+class ProbeReport:
+    """One feed fetched and parsed now, state untouched (`check-feeds --probe`)."""
+
+    feed: str
+    fetch_error: str | None = None
+    status: int | None = None  # HTTP status (None for a file: URL)
+    size: int = 0  # bytes of the body
+    parse_error: str | None = None
+    articles: int = 0
+
+
 def fetch_limits(config: Config) -> FetchLimits:
     f = config.fetch
     return FetchLimits(timeout_s=f.timeout.total_seconds(),
@@ -68,15 +75,13 @@ def fetch_limits(config: Config) -> FetchLimits:
 class Pipeline:
     """Polls feeds and turns their new articles into matches and pending alerts."""
 
-    def __init__(self, config: Config, store: Store, index: NarrativeIndex,
-                 embedder: AsyncEmbedder, client: httpx.AsyncClient,
-                 route: Route) -> None:
+    def __init__(self, config: Config, store: Store, matcher: Matcher,
+                 client: httpx.AsyncClient, route: Route) -> None:
         """`route(source, narrative_ids)` says which chat gets which narratives (a plain list
         of chats: each gets every match)."""
         self.config = config
         self.store = store
-        self.index = index
-        self.embedder = embedder
+        self.matcher = matcher
         self.client = client
         self.route = route
         self.limits = fetch_limits(config)
@@ -86,7 +91,7 @@ class Pipeline:
         # articles, passages and vectors in memory together.
         self._work_slots = asyncio.Semaphore(WORK_SLOTS_PER_FETCH_SLOT * config.fetch.concurrency)
         window = config.matching.syndication_window
-        self.stories = Stories(store.db, window) if window > timedelta(0) else None
+        self.stories = Stories(store, window) if window > timedelta(0) else None
 
     async def poll_all(self, *, force: bool = False) -> list[PollReport]:
         feeds = [f for f in self.config.feeds if f.enabled]
@@ -111,8 +116,7 @@ class Pipeline:
             self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "unchanged")
         async with self._work_slots:
-            parsed = await asyncio.to_thread(parse_feed, result.body, result.headers,
-                                             source=feed.name, feed_url=feed.url)
+            parsed = await _parse(feed, result.body, result.headers)
             if parsed.error is not None:
                 return self._feed_failed(feed, parsed.error, result)
             if parsed.warning:
@@ -140,23 +144,18 @@ class Pipeline:
         fresh = unseen[: self.config.fetch.max_new_per_poll]
         if not fresh:
             return PollReport(feed.name, "unchanged", articles=len(articles), too_old=too_old)
-        passages, probes = await asyncio.to_thread(self._passages, fresh)
-        # One request per article: requests from many feeds share the model's batches.
-        vectors = await asyncio.gather(*(self.embedder.encode(texts) for texts in probes))
+        # One embedding request per article: requests from many feeds share the model's batches.
+        verdicts = await asyncio.gather(*(self.matcher.judge(a.title, a.text) for a in fresh))
         matches = 0
-        for article, article_passages, article_vectors in zip(fresh, passages, vectors,
-                                                              strict=True):
-            # Off the loop: scoring is CPU work, and a 👎 swaps the index's arrays whole, so a
-            # thread never sees them half-built.
-            found = await asyncio.to_thread(self.index.match, article_passages, article_vectors)
+        for article, verdict in zip(fresh, verdicts, strict=True):
+            found = verdict.matches
             matches += len(found)
             if feed.language:
                 article = replace(article, language=feed.language)
             routes = self.route(article.source, [m.narrative_id for m in found]) if found else []
-            origin, remember = self._syndication(article, article_passages, article_vectors,
-                                                 found)
-            self.store.record_article(article, len(article_passages), found, routes,
-                                      origin_key=origin, also=remember)
+            origin, remember = self._syndication(verdict)
+            self.store.record_article(article, len(verdict.passages), found, routes,
+                                      origin_key=origin, story=remember)
             if origin is not None:
                 log.info("%s in %s re-publishes %s: listed under its alert", article.key,
                          feed.name, origin)
@@ -164,7 +163,8 @@ class Pipeline:
                 log.info("match %s score=%.3f in %s: %s", m.narrative_id, m.score, feed.name,
                          article.title[:80])
         return PollReport(feed.name, "new", articles=len(articles), new_articles=len(fresh),
-                          passages_embedded=sum(len(texts) for texts in probes), matches=matches,
+                          passages_embedded=sum(len(v.vectors) for v in verdicts),
+                          matches=matches,
                           backlog=len(unseen) - len(fresh), too_old=too_old)
 
     def _recent(self, articles: list[Article]) -> tuple[list[Article], int]:
@@ -176,25 +176,16 @@ class Pipeline:
         recent = [a for a in articles if a.published is None or a.published >= cutoff]
         return recent, len(articles) - len(recent)
 
-    def _syndication(self, article: Article, passages: list[Passage], vectors: np.ndarray,
-                     found: list[Match]) -> tuple[str | None, Remember | None]:
+    def _syndication(self, verdict: Verdict) -> tuple[str | None, Story | None]:
         """The story this matching article re-publishes (if any), and how to remember it."""
+        found = verdict.matches
         if not found or self.stories is None:
             return None, None
-        story = story_vectors(vectors[passage_rows(passages)])
+        story = story_vectors(verdict.passage_vectors)
         narratives = [m.narrative_id for m in found]
         now = datetime.now(UTC)
         origin = self.stories.find_origin(narratives, story, now)
-        return origin, partial(Stories.remember, article_key=article.key,
-                               narrative_ids=narratives, vectors=story, seen_at=now,
-                               origin_key=origin)
-
-    def _passages(self, articles: list[Article]) -> tuple[list[list[Passage]], list[list[str]]]:
-        """Each article's passages and the texts to embed for them (CPU work, off the loop)."""
-        matching = self.config.matching
-        passages = [make_passages(a.title, a.text, max_chars=matching.passage_chars,
-                                  max_passages=matching.max_passages) for a in articles]
-        return passages, [probe_texts(ps) for ps in passages]
+        return origin, Story(tuple(narratives), story, now)
 
     def _feed_failed(self, feed: FeedConfig, error: str, result: FetchResult) -> PollReport:
         health = self.store.feed_health(feed.name, feed.url)
@@ -222,3 +213,19 @@ def backoff_delay(interval: timedelta, failures: int, retry_after_s: float | Non
         delay = max(delay, timedelta(seconds=min(retry_after_s, 86400)))
     return delay
 
+
+async def probe_feed(client: httpx.AsyncClient, feed: FeedConfig,
+                     limits: FetchLimits) -> ProbeReport:
+    """Fetch (unconditionally) and parse one feed, as a poll would; nothing is recorded."""
+    result = await fetch_feed(client, feed.url, HttpCacheState(), limits)
+    if result.error is not None or result.body is None:
+        return ProbeReport(feed.name, fetch_error=result.error or "no body")
+    parsed = await _parse(feed, result.body, result.headers)
+    return ProbeReport(feed.name, status=result.status, size=len(result.body),
+                       parse_error=parsed.error, articles=len(parsed.articles))
+
+
+async def _parse(feed: FeedConfig, body: bytes, headers: dict[str, str]) -> ParsedFeed:
+    """A fetched body as articles, off the event loop (parsing is CPU work)."""
+    return await asyncio.to_thread(parse_feed, body, headers, source=feed.name,
+                                   feed_url=feed.url)

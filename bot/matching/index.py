@@ -1,76 +1,55 @@
-"""Narrative index: seed statements → vectors; article passages → Match with evidence.
+"""Narrative index: a narrative's texts → vectors and a classifier; passages → decisions.
 
-How a passage is scored against a narrative:
-- its *probes* are the passage itself and each quoted span inside it (news that reports a
-  narrative quotes its headline; the quote alone says it more plainly than the paragraph);
-- its *score* is the best cosine similarity of any probe to any of the narrative's statements,
-  its *counter score* the same against the narrative's counter-examples;
-- its *rank* adds `lexical_weight` × the TF-IDF cosine to the statement (lexical.py): in
-  one language, shared rare words tell which of several close narratives a passage restates;
-- it supports the narrative when the score reaches the threshold, beats the counter score by
-  `counter_margin`, (with `exclusive`) no other narrative ranks higher on that passage, and the
-  article passes the narrative's keyword guard (`require_any`, bot/matching/guard.py) if it has one.
-The threshold applies to the embedding score alone, so an article in another language than the
-statements is held to the same bar. Scores live in a "centered" space when a background mean
-is given: subtracting the mean embedding of ordinary news and re-normalising removes what every
-news sentence shares, which widens the gap between a narrative and mere topic overlap. The
-defaults were chosen on the eval data (README, "Quality").
+How a passage is judged against a narrative, probe by probe (bot/matching/probes.py):
+- its *score* is the best cosine similarity of the probe to the narrative's positives (its
+  statements and its claim and report examples), its *counter score* the best against the
+  narrative's counter-examples (same topic, no claim), both in the centred space;
+- its *probability* is the narrative's claim classifier on the probe (classifier.py);
+- a probe supports the narrative when the score reaches the threshold, beats its own counter
+  score by `counter_margin`, and the probability reaches `min_probability`; a counter-example
+  learned from 👎 counts against every probe of a passage that resembles it, since it was
+  that whole passage an analyst marked as wrong;
+- the passage must be about the narrative's subject: name it (`subject` terms, any script),
+  or name no narrative's subject while the article's title names this one;
+- with `exclusive`, a passage that does not name a narrative's subject supports only the
+  narrative it ranks best for (rank = score + `lexical_weight` × TF-IDF cosine, lexical.py);
+  one that names several subjects may support each of them;
+- a title alone supports a narrative only when it clears the threshold by `title_margin`
+  (or restates a statement nearly word for word) or the body supports the same narrative:
+  short headlines are all topic and score high;
+- the article must pass the narrative's keyword guard (`require_any`), if it has one.
+The evidence is the supporting body passage (the title when only it supports) that is both
+closest to the narrative and most claim-like (score + probability).
+The threshold applies to the embedding score, so an article in another language than the
+statements faces the same bar. The defaults were chosen on the eval data (README, "Quality").
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bot.config import Narrative
-from bot.embedding.embedder import Embedder, normalise
-from bot.feeds.text import split_sentences
+from bot.embedding import Embedder
+from bot.matching.classifier import ClaimClassifier
 from bot.matching.guard import KeywordGuard
 from bot.matching.lexical import LexicalIndex
+from bot.matching.probes import (
+    Centering,
+    passage_probes,
+    passage_rows,
+    probe_texts,
+    segment_starts,
+)
+from bot.matching.texts import TextVectors
 from bot.models import Match, Passage
 
+VERBATIM = 0.98  # a title this close to a statement restates it, whatever the margin
 
-@dataclass(frozen=True)
-class Centering:
-    """Subtract a background mean and re-normalise; identity when `mean` is None."""
-
-    mean: np.ndarray | None = None
-
-    def apply(self, vectors: np.ndarray) -> np.ndarray:
-        if self.mean is None:
-            return vectors
-        return normalise(vectors - self.mean)
-
-
-MIN_SENTENCE_CHARS = 25  # shorter sentences ("He disagreed.") carry no claim on their own
-
-
-@functools.lru_cache(maxsize=4096)
-def passage_probes(passage: Passage) -> tuple[str, ...]:
-    """The texts scored for one passage: itself, its quoted spans, and (when it has several)
-    its sentences, so that one claim sentence inside a long paragraph is not diluted.
-
-    Cached: the pipeline asks once to embed them and scoring asks again for their rows and
-    their words; sentence splitting should happen once per passage."""
-    probes = (passage.text, *passage.quotes)
-    sentences = split_sentences(passage.text)
-    if len(sentences) > 1:
-        probes += tuple(s for s in sentences
-                        if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes)
-    return probes
-
-
-def passage_rows(passages: Sequence[Passage]) -> np.ndarray:
-    """Where each passage's own text sits among the rows of `probe_texts(passages)`."""
-    return _starts([len(passage_probes(p)) for p in passages])
-
-
-def probe_texts(passages: Sequence[Passage]) -> list[str]:
-    """The texts to embed for `passages`: each passage's probes, in order."""
-    return [text for p in passages for text in passage_probes(p)]
+__all__ = ["Centering", "NarrativeIndex", "PassageScore", "passage_probes", "passage_rows",
+           "probe_texts"]
 
 
 @dataclass(frozen=True)
@@ -88,30 +67,37 @@ class PassageScore:
     guard_hit: str | None = None  # the keyword that let the narrative through, if it has a guard
     guarded_out: bool = False  # the article names none of the narrative's `require_any` terms
     rank: float = 0.0  # score + lexical_weight × lexical similarity
+    probability: float = 0.5  # the claim classifier on the deciding probe
 
 
 @dataclass(frozen=True)
 class _Entry:
     narrative: Narrative
     threshold: float
-    statements: np.ndarray
-    counters: np.ndarray
+    statements: np.ndarray  # centred vectors of the positives
+    statement_texts: tuple[str, ...]
+    counters: np.ndarray  # centred vectors of the counter-examples
+    learned: np.ndarray  # centred vectors of the counter-examples learned from 👎
     guard: KeywordGuard
+    subject: KeywordGuard
+    classifier: ClaimClassifier
 
 
 @dataclass(frozen=True)
-class _Scores:
-    """(passages × narratives) arrays for one article."""
+class _Probes:
+    """(probes × narratives) arrays for one article."""
 
     pos: np.ndarray  # best embedding score
     rank: np.ndarray  # best fused rank
     neg: np.ndarray  # best counter-example score (-1 without counter-examples)
+    learned: np.ndarray  # best learned counter-example score (-1 without any)
+    prob: np.ndarray  # claim probability
     statement: np.ndarray  # index, within the narrative, of the statement behind `rank`
 
 
 @dataclass(frozen=True)
 class _Stacked:
-    """Every statement (and counter-example) in one matrix, grouped by narrative, so that an
+    """Every positive and counter-example in one matrix, grouped by narrative, so that an
     article is scored against all narratives with one product. Replaced whole, never changed:
     a 👎 that adds a counter-example cannot be seen half-applied by a scoring thread."""
 
@@ -121,51 +107,92 @@ class _Stacked:
     counters: np.ndarray
     counter_starts: np.ndarray
     counter_owners: np.ndarray
+    learned: np.ndarray
+    learned_starts: np.ndarray
+    learned_owners: np.ndarray
     thresholds: np.ndarray
 
     @classmethod
     def of(cls, entries: Sequence[_Entry]) -> _Stacked:
         with_counters = [j for j, e in enumerate(entries) if len(e.counters)]
+        with_learned = [j for j, e in enumerate(entries) if len(e.learned)]
         return cls(
             entries=tuple(entries),
             statements=_vstack([e.statements for e in entries]),
-            statement_starts=_starts([len(e.statements) for e in entries]),
+            statement_starts=segment_starts([len(e.statements) for e in entries]),
             counters=_vstack([entries[j].counters for j in with_counters]),
-            counter_starts=_starts([len(entries[j].counters) for j in with_counters]),
+            counter_starts=segment_starts([len(entries[j].counters) for j in with_counters]),
             counter_owners=np.array(with_counters, dtype=int),
+            learned=_vstack([entries[j].learned for j in with_learned]),
+            learned_starts=segment_starts([len(entries[j].learned) for j in with_learned]),
+            learned_owners=np.array(with_learned, dtype=int),
             thresholds=np.array([e.threshold for e in entries], dtype=np.float32))
 
 
 class NarrativeIndex:
-    """Narratives with their statement vectors, embedded once and reused for every article."""
+    """Narratives with their vectors and classifiers, built once and reused for every article."""
 
     def __init__(self, narratives: Sequence[Narrative], embedder: Embedder, *,
                  default_threshold: float, counter_margin: float = 0.0,
                  exclusive: bool = True, centering: Centering | None = None,
-                 lexical_weight: float = 0.0, reference_texts: Sequence[str] = ()) -> None:
+                 lexical_weight: float = 0.0, reference_texts: Sequence[str] = (),
+                 min_probability: float = 0.0, title_margin: float | None = None,
+                 learned: Mapping[str, Sequence[str]] | None = None) -> None:
+        """`reference_texts`: ordinary news, the lexical score's idea of common words and the
+        classifiers' everyday negatives; `min_probability` 0 leaves the classifiers out;
+        `title_margin` None lets a title alone alert like any passage; `learned`:
+        counter-examples taken from 👎, by narrative id."""
         self.centering = centering or Centering()
         self.counter_margin = counter_margin
         self.exclusive = exclusive
         self.lexical_weight = lexical_weight
+        self.min_probability = min_probability
+        self.title_margin = title_margin
         self.narratives = list(narratives)
-        entries = [self._embed(n, embedder, default_threshold) for n in narratives]
-        statements = [s for n in self.narratives for s in n.statements]
+        # hundreds of texts per narrative: embedded once per model, then remembered
+        embedder = embedder if isinstance(embedder, TextVectors) else TextVectors(embedder)
+        learned = learned or {}
+        entries = [self._embed(n, embedder, default_threshold, learned.get(n.id, ()))
+                   for n in narratives]
+        self._background = (self.centering.apply(embedder.encode(list(reference_texts)))
+                            if min_probability > 0 and reference_texts else None)
+        entries = [self._trained(e, entries) for e in entries]
+        statements = [s for e in entries for s in e.statement_texts]
         self._lexical = (LexicalIndex(statements, reference_texts) if lexical_weight else None)
         self._stacked = _Stacked.of(entries)
 
-    def _embed(self, narrative: Narrative, embedder: Embedder, default: float) -> _Entry:
-        statements = self.centering.apply(embedder.encode(narrative.statements))
-        counters = self.centering.apply(embedder.encode(narrative.counter_examples))
+    def _embed(self, narrative: Narrative, embedder: Embedder, default: float,
+               learned: Sequence[str]) -> _Entry:
+        positives = tuple(narrative.positives)
+        statements = self.centering.apply(embedder.encode(list(positives)))
+        counters = self.centering.apply(embedder.encode(narrative.negatives))
+        marked = self.centering.apply(embedder.encode(list(learned)))
         threshold = default if narrative.threshold is None else narrative.threshold
-        return _Entry(narrative, threshold, statements, counters,
-                      KeywordGuard(narrative.require_any))
+        return _Entry(narrative, threshold, statements, positives, counters, marked,
+                      KeywordGuard(narrative.require_any), KeywordGuard(narrative.subject),
+                      ClaimClassifier(np.zeros(0, np.float32), 0.0))
+
+    def _trained(self, entry: _Entry, entries: Sequence[_Entry]) -> _Entry:
+        """`entry` with its classifier fitted: its positives against its counter-examples,
+        ordinary news and the other narratives' positives."""
+        if self.min_probability <= 0 or not len(entry.statements):
+            return entry
+        others = [e.statements for e in entries if e.narrative.id != entry.narrative.id]
+        background = [] if self._background is None else [self._background]
+        dim = entry.statements.shape[1]
+        negatives = _vstack([entry.counters.reshape(-1, dim), entry.learned.reshape(-1, dim),
+                             *background, *others])
+        return replace(entry, classifier=ClaimClassifier.fit(entry.statements, negatives))
 
     def add_counter_examples(self, narrative_id: str, vectors: np.ndarray) -> None:
-        """Append counter-example vectors (not yet centered) to one narrative."""
+        """Append counter-example vectors (not yet centred) to one narrative; its classifier
+        learns them too."""
         extra = self.centering.apply(vectors)
-        entries = [replace(e, counters=np.vstack([e.counters.reshape(-1, vectors.shape[1]),
-                                                  extra]))
-                   if e.narrative.id == narrative_id else e for e in self._stacked.entries]
+        entries = list(self._stacked.entries)
+        for j, e in enumerate(entries):
+            if e.narrative.id == narrative_id:
+                learned = np.vstack([e.learned.reshape(-1, vectors.shape[1]), extra])
+                entries[j] = self._trained(replace(e, learned=learned), entries)
         self._stacked = _Stacked.of(entries)
 
     def score(self, passages: Sequence[Passage], probe_vectors: np.ndarray, *,
@@ -178,18 +205,30 @@ class NarrativeIndex:
         if not passages or not stacked.entries:
             return []
         starts = passage_rows(passages)
-        scores = self._passage_scores(stacked, probe_texts(passages), probe_vectors, starts)
-        supported = scores.pos - scores.neg > self.counter_margin
+        owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(probe_vectors))))
+        probes = self._probe_scores(stacked, probe_texts(passages), probe_vectors)
+        marked = np.maximum.reduceat(probes.learned, starts, axis=0)[owner]
+        ok = probes.pos - np.maximum(probes.neg, marked) > self.counter_margin
+        ok &= probes.prob >= self.min_probability
         if not ignore_thresholds:
-            supported &= scores.pos >= stacked.thresholds
+            ok &= probes.pos >= stacked.thresholds
+        names = _names(stacked, passages)
+        ok &= _about_subject(stacked, passages, names)[owner]
+        supported = np.logical_or.reduceat(ok, starts, axis=0)
+        top = _top_probes(probes, ok, starts)
+        rank = np.take_along_axis(probes.rank, top, axis=0)
         if self.exclusive:
-            supported &= scores.rank >= scores.rank.max(axis=1, keepdims=True)
+            supported &= (rank >= rank.max(axis=1, keepdims=True)) | names
+        if self.title_margin is not None and not ignore_thresholds:
+            bar = np.minimum(stacked.thresholds + self.title_margin, VERBATIM)
+            supported &= _title_rule(passages, supported,
+                                     np.take_along_axis(probes.pos, top, 0), bar)
         article = "\n".join(p.text for p in passages)
         hits = [e.guard.first_hit(article) for e in stacked.entries]
         guarded = np.array([bool(e.guard.terms) and hit is None
                             for e, hit in zip(stacked.entries, hits, strict=True)])
         supported &= ~guarded
-        return [replace(_best(stacked.entries[j], j, passages, scores, supported[:, j]),
+        return [replace(_best(stacked.entries[j], j, passages, probes, top[:, j], supported[:, j]),
                         guard_hit=hits[j], guarded_out=bool(guarded[j]))
                 for j in range(len(stacked.entries))]
 
@@ -211,11 +250,11 @@ class NarrativeIndex:
                     ) -> tuple[np.ndarray, np.ndarray]:
         """(texts × narratives) embedding scores and fused ranks, each text one passage: how
         the claim-retrieval eval ranks many narratives for one query."""
-        scores = self._passage_scores(self._stacked, texts, vectors, np.arange(len(texts)))
-        return scores.pos, scores.rank
+        probes = self._probe_scores(self._stacked, texts, vectors)
+        return probes.pos, probes.rank
 
-    def _passage_scores(self, stacked: _Stacked, texts: Sequence[str],
-                        probe_vectors: np.ndarray, starts: np.ndarray) -> _Scores:
+    def _probe_scores(self, stacked: _Stacked, texts: Sequence[str],
+                      probe_vectors: np.ndarray) -> _Probes:
         vectors = self.centering.apply(probe_vectors)
         sims = vectors @ stacked.statements.T  # probes × all statements
         fused = sims
@@ -223,41 +262,85 @@ class NarrativeIndex:
             fused = sims + self.lexical_weight * self._lexical.similarity(texts)
         pos = np.maximum.reduceat(sims, stacked.statement_starts, axis=1)  # probes × narratives
         rank = np.maximum.reduceat(fused, stacked.statement_starts, axis=1)
-        passage_pos = np.maximum.reduceat(pos, starts, axis=0)
-        passage_rank = np.maximum.reduceat(rank, starts, axis=0)
-        # the probe and statement behind each (passage, narrative) rank
-        owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(vectors))))
-        probe_index = np.arange(len(vectors))[:, None]
-        candidates = np.where(rank == passage_rank[owner], probe_index, len(vectors))
-        top_probe = np.minimum.reduceat(candidates, starts, axis=0)
-        statement = np.zeros_like(top_probe)
+        statement = np.zeros(pos.shape, dtype=int)
         for j, first in enumerate(stacked.statement_starts):
             last = first + len(stacked.entries[j].statements)
-            statement[:, j] = fused[top_probe[:, j], first:last].argmax(axis=1)
-        neg = np.full_like(passage_pos, -1.0)
+            statement[:, j] = fused[:, first:last].argmax(axis=1)
+        neg = np.full_like(pos, -1.0)
         if len(stacked.counters):
-            counter = np.maximum.reduceat(vectors @ stacked.counters.T, stacked.counter_starts,
-                                          axis=1)
-            neg[:, stacked.counter_owners] = np.maximum.reduceat(counter, starts, axis=0)
-        return _Scores(passage_pos, passage_rank, neg, statement)
+            neg[:, stacked.counter_owners] = np.maximum.reduceat(
+                vectors @ stacked.counters.T, stacked.counter_starts, axis=1)
+        learned = np.full_like(pos, -1.0)
+        if len(stacked.learned):
+            learned[:, stacked.learned_owners] = np.maximum.reduceat(
+                vectors @ stacked.learned.T, stacked.learned_starts, axis=1)
+        prob = np.stack([e.classifier.probability(vectors) for e in stacked.entries], axis=1)
+        return _Probes(pos, rank, neg, learned, prob, statement)
 
 
-def _best(entry: _Entry, j: int, passages: Sequence[Passage], scores: _Scores,
-          supported: np.ndarray) -> PassageScore:
-    """Narrative `j`'s best passage: its best-ranked supported one, else its best score."""
-    pool = np.flatnonzero(supported) if supported.any() else np.arange(len(passages))
-    order = scores.rank[:, j] if supported.any() else scores.pos[:, j]
-    i = int(pool[order[pool].argmax()])
+def _names(stacked: _Stacked, passages: Sequence[Passage]) -> np.ndarray:
+    """(passages × narratives): the passage names the narrative's subject."""
+    return np.array([[bool(e.subject.terms) and e.subject.first_hit(p.text) is not None
+                      for e in stacked.entries] for p in passages], dtype=bool).reshape(
+        len(passages), len(stacked.entries))
+
+
+def _about_subject(stacked: _Stacked, passages: Sequence[Passage],
+                   names: np.ndarray) -> np.ndarray:
+    """(passages × narratives): the passage may speak for the narrative — it names the
+    subject, or names no narrative's subject while the title names this one's."""
+    has_subject = np.array([bool(e.subject.terms) for e in stacked.entries])
+    title = next((p for p in passages if p.title), None)
+    title_names = names[title.index] if title is not None else np.zeros(len(has_subject), bool)
+    silent = ~names.any(axis=1, keepdims=True)
+    return np.asarray(~has_subject | names | (silent & title_names))
+
+
+def _top_probes(probes: _Probes, ok: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """(passages × narratives): each passage's deciding probe — its best-ranked supporting
+    probe, else its best-scoring one."""
+    ends = np.append(starts[1:], len(ok))
+    top = np.zeros((len(starts), ok.shape[1]), dtype=int)
+    for i, (first, last) in enumerate(zip(starts, ends, strict=True)):
+        block_ok = ok[first:last]
+        key = np.where(block_ok, probes.rank[first:last] + 10.0, probes.pos[first:last])
+        top[i] = first + key.argmax(axis=0)
+    return top
+
+
+def _title_rule(passages: Sequence[Passage], supported: np.ndarray, scores: np.ndarray,
+                bar: np.ndarray) -> np.ndarray:
+    """(passages × narratives): False where a title supports a narrative that no body
+    passage supports, with a score under `bar`."""
+    keep = np.ones_like(supported)
+    body = np.array([not p.title for p in passages])
+    body_supports = supported[body].any(axis=0)
+    for i, p in enumerate(passages):
+        if p.title:
+            keep[i] = body_supports | (scores[i] >= bar)
+    return keep
+
+
+def _best(entry: _Entry, j: int, passages: Sequence[Passage], probes: _Probes,
+          top: np.ndarray, supported: np.ndarray) -> PassageScore:
+    """Narrative `j`'s best passage: its plainest supported body passage (the title when only
+    it supports), else its best-scoring passage."""
+    # the evidence is the passage that says the claim most plainly: close to it and claim-like
+    plainness = probes.pos[top, j] + probes.prob[top, j]
+    if supported.any():
+        body = np.array([not p.title for p in passages]) & supported
+        pool = np.flatnonzero(body if body.any() else supported)
+        i = int(pool[plainness[pool].argmax()])
+    else:
+        i = int(probes.pos[top, j].argmax())
+    k = int(top[i])
     return PassageScore(
         narrative_id=entry.narrative.id, narrative_title=entry.narrative.title,
-        threshold=entry.threshold, passage=passages[i], score=float(scores.pos[i, j]),
-        counter_score=float(scores.neg[i, j]),
-        statement=entry.narrative.statements[int(scores.statement[i, j])],
-        supported=bool(supported[i]), rank=float(scores.rank[i, j]))
-
-
-def _starts(sizes: Sequence[int]) -> np.ndarray:
-    return np.cumsum([0, *sizes[:-1]]).astype(int) if len(sizes) else np.zeros(0, dtype=int)
+        threshold=entry.threshold, passage=passages[i], score=float(probes.pos[k, j]),
+        counter_score=float(max(probes.neg[k, j], probes.learned[k, j])),
+        statement=entry.statement_texts[int(probes.statement[k, j])],
+        supported=bool(supported[i]), rank=float(probes.rank[k, j]),
+        probability=float(probes.prob[k, j]))
 
 
 def _vstack(blocks: Sequence[np.ndarray]) -> np.ndarray:

@@ -8,47 +8,40 @@ or two, not most of them. A copy is recorded like any article but alerts nobody 
 delivery lists it under its origin ("also in: …").
 
 Vectors are the passages' raw embeddings (not centered: translation pairs are judged in the
-model's own space), kept as float16 for matched articles only.
+model's own space), kept for matched articles only, by the store (bot/storage/stories.py).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 
-from bot.embedding.embedder import normalise
+from bot.embedding import normalise
 
 STORY_PASSAGES = 12  # passages per article kept for alignment (title + lead + body start)
 ALIGNED_SIMILARITY = 0.84  # raw cosine of a passage and its translation (NTREX: p10 ≈ 0.84)
 ALIGNED_SHARE = 0.6  # of the shorter article's passages
 MAX_LENGTH_RATIO = 2.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stories (
-    article_key TEXT PRIMARY KEY,
-    narratives TEXT NOT NULL,   -- JSON list of matched narrative ids
-    vectors BLOB NOT NULL,      -- float16, STORY_PASSAGES × dim at most
-    dim INTEGER NOT NULL,
-    seen_at TEXT NOT NULL,
-    origin_key TEXT             -- NULL for an origin; else the story it copies
-);
-CREATE INDEX IF NOT EXISTS stories_seen ON stories (seen_at);
-"""
+
+class Origin(Protocol):
+    """A stored story that copies nothing (bot.storage.OriginStory)."""
+
+    @property
+    def article_key(self) -> str: ...
+
+    @property
+    def vectors(self) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class Copy:
-    """A later copy of an alerted story, listed under it."""
+class StoryStore(Protocol):
+    """Where stories are kept (bot.storage.Store)."""
 
-    article_key: str
-    source: str
-    title: str
-    url: str
+    def story_origins(self, since: datetime,
+                      narrative_ids: Collection[str]) -> Sequence[Origin]: ...
 
 
 def story_vectors(passage_vectors: np.ndarray) -> np.ndarray:
@@ -71,45 +64,16 @@ def is_copy(new: np.ndarray, origin: np.ndarray) -> bool:
 
 
 class Stories:
-    """Alerted stories and their copies, in their own table of the state database."""
+    """Finds the origin of a new matching article among the stories of the last `window`."""
 
-    def __init__(self, db: sqlite3.Connection, window: timedelta) -> None:
-        self._db = db
+    def __init__(self, store: StoryStore, window: timedelta) -> None:
+        self.store = store
         self.window = window
-        db.executescript(_SCHEMA)
 
     def find_origin(self, narrative_ids: Sequence[str], vectors: np.ndarray,
                     now: datetime) -> str | None:
         """The earliest origin in the window that shares a narrative and aligns with `vectors`."""
-        since = (now - self.window).isoformat(timespec="seconds")
-        rows = self._db.execute(
-            "SELECT article_key, narratives, vectors, dim FROM stories WHERE origin_key IS NULL "
-            "AND seen_at >= ? ORDER BY seen_at, article_key", (since,)).fetchall()
-        wanted = set(narrative_ids)
-        for key, narratives, blob, dim in rows:
-            if wanted & set(json.loads(narratives)) and dim == vectors.shape[1]:
-                origin = np.frombuffer(blob, dtype=np.float16).reshape(-1, dim)
-                if is_copy(vectors, origin.astype(np.float32)):
-                    return key
+        for origin in self.store.story_origins(now - self.window, narrative_ids):
+            if origin.vectors.shape[1] == vectors.shape[1] and is_copy(vectors, origin.vectors):
+                return origin.article_key
         return None
-
-    @staticmethod
-    def remember(db: sqlite3.Connection, article_key: str, narrative_ids: Sequence[str],
-                 vectors: np.ndarray, seen_at: datetime, origin_key: str | None) -> None:
-        """Inside the caller's transaction (the one that records the article)."""
-        db.execute("INSERT OR IGNORE INTO stories VALUES (?, ?, ?, ?, ?, ?)",
-                   (article_key, json.dumps(list(narrative_ids)),
-                    vectors.astype(np.float16).tobytes(), vectors.shape[1],
-                    seen_at.isoformat(timespec="seconds"), origin_key))
-
-    def copies_of(self, origin_key: str) -> list[Copy]:
-        rows = self._db.execute(
-            "SELECT a.key, a.source, a.title, a.url FROM stories s JOIN articles a "
-            "ON a.key = s.article_key WHERE s.origin_key = ? ORDER BY s.seen_at, a.key",
-            (origin_key,)).fetchall()
-        return [Copy(*row) for row in rows]
-
-    def origin_of(self, article_key: str) -> str | None:
-        row = self._db.execute("SELECT origin_key FROM stories WHERE article_key = ?",
-                               (article_key,)).fetchone()
-        return None if row is None else row[0]

@@ -8,55 +8,16 @@
   the narrative's subscribers; source mutes do not apply to them.
 - Feedback is kept per article, narrative and user; enough 👎 turns the evidence passage into a
   counter-example of that narrative (learned, kept in state, used from then on).
-These tables live in the same SQLite file as the rest of the state.
+These tables live in the same SQLite file as the rest of the state (bot/storage/migrations.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from bot.storage.store import Store, iso, parse_time
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS chats (
-    chat_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    title TEXT,
-    active INTEGER NOT NULL DEFAULT 1,
-    reason TEXT,
-    joined_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    chat_id TEXT NOT NULL,
-    narrative_id TEXT NOT NULL,  -- '*' follows every narrative, present and future
-    PRIMARY KEY (chat_id, narrative_id)
-);
-CREATE TABLE IF NOT EXISTS mutes (
-    chat_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    until TEXT,                  -- NULL: until unmuted
-    muted_by INTEGER,
-    PRIMARY KEY (chat_id, source)
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    article_key TEXT NOT NULL,
-    narrative_id TEXT NOT NULL,
-    user_id INTEGER NOT NULL,
-    vote TEXT NOT NULL CHECK (vote IN ('relevant', 'wrong')),
-    outbox_id INTEGER,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (article_key, narrative_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS learned_counters (
-    narrative_id TEXT NOT NULL,
-    text TEXT NOT NULL,
-    article_key TEXT,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (narrative_id, text)
-);
-"""
+from bot.storage.sqlite import Database, iso, parse_time, utcnow
 
 ALL = "*"
 
@@ -68,15 +29,22 @@ class Mute:
     until: datetime | None
 
 
+@dataclass(frozen=True)
+class Votes:
+    """The 👍 and 👎 votes on one narrative's alerts."""
+
+    relevant: int
+    wrong: int
+
+
 class Audience:
     """Chats and their preferences, stored beside the outbox in the same database."""
 
-    def __init__(self, store: Store, channel: str | None,
+    def __init__(self, store: Database, channel: str | None,
                  channel_narratives: Sequence[str] = (ALL,)) -> None:
         self.store = store
         self.channel = channel
         self.channel_narratives = set(channel_narratives)
-        store.db.executescript(SCHEMA)
 
     # -- chats --------------------------------------------------------------------------
 
@@ -84,7 +52,7 @@ class Audience:
         with self.store.transaction() as db:
             db.execute("INSERT INTO chats (chat_id, kind, title, joined_at) VALUES (?, ?, ?, ?) "
                        "ON CONFLICT(chat_id) DO UPDATE SET active = 1, reason = NULL, "
-                       "title = excluded.title", (chat_id, kind, title, iso(_now())))
+                       "title = excluded.title", (chat_id, kind, title, iso(utcnow())))
 
     def deactivate(self, chat_id: str, reason: str) -> None:
         """The chat blocked the bot or vanished: stop routing to it, keep its settings."""
@@ -144,7 +112,7 @@ class Audience:
 
     def mutes(self, chat_id: str, now: datetime | None = None) -> list[Mute]:
         """The chat's mutes still in force (expired ones are forgotten here)."""
-        now = now or _now()
+        now = now or utcnow()
         rows = self.store.db.execute("SELECT source, until FROM mutes WHERE chat_id = ? "
                                      "ORDER BY source", (chat_id,)).fetchall()
         current = [Mute(chat_id, r["source"], parse_time(r["until"])) for r in rows]
@@ -155,7 +123,7 @@ class Audience:
     def routes(self, source: str, narrative_ids: Sequence[str],
                now: datetime | None = None) -> dict[str, list[str]]:
         """chat id → the matched narratives that chat should be alerted to."""
-        now = now or _now()
+        now = now or utcnow()
         routes: dict[str, list[str]] = {}
         if self.channel and not self._muted(self.channel, source, now):
             chosen = [n for n in narrative_ids
@@ -202,7 +170,7 @@ class Audience:
         with self.store.transaction() as db:
             db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
                        "(article_key, narrative_id, user_id) DO UPDATE SET vote = excluded.vote",
-                       (article_key, narrative_id, user_id, vote, outbox_id, iso(_now())))
+                       (article_key, narrative_id, user_id, vote, outbox_id, iso(utcnow())))
             return db.execute("SELECT COUNT(*) FROM feedback WHERE article_key = ? AND "
                               "narrative_id = ? AND vote = 'wrong'",
                               (article_key, narrative_id)).fetchone()[0]
@@ -211,7 +179,7 @@ class Audience:
         """Keep `text` as a counter-example of the narrative; False if it already was one."""
         with self.store.transaction() as db:
             return db.execute("INSERT OR IGNORE INTO learned_counters VALUES (?, ?, ?, ?)",
-                              (narrative_id, text, article_key, iso(_now()))).rowcount > 0
+                              (narrative_id, text, article_key, iso(utcnow()))).rowcount > 0
 
     def learned_counter_examples(self) -> dict[str, list[str]]:
         learned: dict[str, list[str]] = {}
@@ -220,13 +188,9 @@ class Audience:
             learned.setdefault(row[0], []).append(row[1])
         return learned
 
-    def feedback_counts(self) -> Mapping[str, tuple[int, int]]:
-        """narrative id → (relevant votes, wrong votes)."""
+    def feedback_counts(self) -> Mapping[str, Votes]:
+        """narrative id → its votes."""
         rows = self.store.db.execute(
             "SELECT narrative_id, SUM(vote = 'relevant'), SUM(vote = 'wrong') FROM feedback "
             "GROUP BY narrative_id")
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+        return {r[0]: Votes(int(r[1]), int(r[2])) for r in rows}

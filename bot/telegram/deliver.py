@@ -1,8 +1,8 @@
-"""Outbox → Telegram messages: HTML-escaped, within limits, retried, marked sent exactly once.
+"""Outbox → Telegram messages: rendered, within limits, retried, marked sent exactly once.
 
-Every feed-provided string is escaped before it meets Telegram's HTML parser. A message the
-parser still refuses is re-sent as plain text rather than dropped; a message Telegram finds too
-long is cut shorter. Transient failures wait and retry; a 429 pauses the whole round.
+Messages come as HTML and plain text from bot.telegram.render. A message Telegram's parser
+still refuses is re-sent as plain text rather than dropped; a message Telegram finds too long
+is cut shorter. Transient failures wait and retry; a 429 pauses the whole round.
 
 Three queues are delivered in turn: article alerts (`outbox`), narrative-level posts (`posts`:
 spike alerts and digests, each one Telegram message — a text, or a chart with its caption)
@@ -13,7 +13,6 @@ and admin notices. Posts follow the alerts' rules: marked *sending* before the r
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import sys
 import time
@@ -39,112 +38,12 @@ from bot.models import Alert
 from bot.storage.audience import Audience
 from bot.storage.store import Post, Store
 from bot.telegram.buttons import ButtonSigner
-from bot.trends.spikes import SpikeCheck, format_change
+from bot.telegram.format import MAX_MESSAGE_UTF16, cut_utf16, utf16_len
+from bot.telegram.render import Rendered, render_alert, render_copy
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_UTF16 = 4096
-EVIDENCE_CHARS = 1200
-MAX_URL_CHARS = 1000  # longer links are left out rather than cut into broken ones
-MAX_CAPTION_UTF16 = 1024
-SPIKE_SOURCES = 6
 ORIGIN_WAIT = timedelta(seconds=5)  # a copy waits for its story's first alert to be sent
-
-
-@dataclass(frozen=True)
-class Rendered:
-    html: str
-    plain: str
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _trim(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _trim_utf16(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` UTF-16 code units, the way Telegram counts length."""
-    if _utf16_len(text) <= limit:
-        return text
-    units = text.encode("utf-16-le")[: 2 * (limit - 1)]
-    return units.decode("utf-16-le", errors="ignore") + "…"
-
-
-def render_alert(alert: Alert, evidence_chars: int = EVIDENCE_CHARS) -> Rendered:
-    """The alert as Telegram HTML and as plain text; both within Telegram's length limit."""
-    esc = html.escape
-    while True:
-        per_passage = max(evidence_chars // max(len(alert.evidence), 1), 40)
-        title = _trim(alert.article_title, 300) or "(untitled)"
-        when = f" · {alert.published:%Y-%m-%d %H:%M} UTC" if alert.published else ""
-        url = alert.article_url if len(alert.article_url) <= MAX_URL_CHARS else ""
-        link = f'<a href="{esc(url, quote=True)}">{esc(title)}</a>' if url else esc(title)
-        heads = [f"🚨 <b>{esc(e.narrative_title)}</b> · score {e.score:.2f}"
-                 for e in alert.evidence]
-        quotes = [f"<blockquote>{esc(_trim(e.passage, per_passage))}</blockquote>"
-                  for e in alert.evidence]
-        rich = "\n".join([*heads, f"{esc(alert.source)}{esc(when)}", link, "", *quotes])
-        plain = "\n".join([
-            *(f"🚨 {e.narrative_title} · score {e.score:.2f}" for e in alert.evidence),
-            f"{alert.source}{when}", title, url, "",
-            *(f"« {_trim(e.passage, per_passage)} »" for e in alert.evidence)])
-        if max(_utf16_len(rich), _utf16_len(plain)) <= MAX_MESSAGE_UTF16 or evidence_chars < 80:
-            return Rendered(html=rich, plain=plain)
-        evidence_chars //= 2
-
-
-def render_copy(alert: Alert) -> Rendered:
-    """A syndicated copy: one line, sent as a reply under the story's first alert."""
-    esc = html.escape
-    title = _trim(alert.article_title, 300) or "(untitled)"
-    url = alert.article_url if len(alert.article_url) <= MAX_URL_CHARS else ""
-    link = f'<a href="{esc(url, quote=True)}">{esc(title)}</a>' if url else esc(title)
-    return Rendered(html=f"🔁 Also in <b>{esc(_trim(alert.source, 200))}</b>: {link}",
-                    plain=f"🔁 Also in {_trim(alert.source, 200)}: {title} {url}".rstrip())
-
-
-def _hours(delta: timedelta) -> str:
-    hours = round(delta.total_seconds() / 3600)
-    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} h"
-
-
-def _counted(pairs: tuple[tuple[str, int], ...], limit: int) -> str:
-    shown = " · ".join(f"{_trim(name, 60)} {n}" for name, n in pairs[:limit])
-    return shown + (f" · +{len(pairs) - limit} more" if len(pairs) > limit else "")
-
-
-def render_spike(spike: SpikeCheck) -> Rendered:
-    """A spike alert: the numbers, the top sources and languages; fits a photo caption."""
-    esc = html.escape
-    window = _hours(spike.window_end - spike.window_start)
-    usual = f"{spike.baseline_median:g}"
-    change = format_change(spike.count, round(spike.baseline_median))
-    for limit in (SPIKE_SOURCES, 3, 1):
-        sources = _counted(spike.sources, limit)
-        languages = _counted(spike.languages, limit)
-        lines = [
-            (f"📈 <b>Spike: {esc(spike.title)}</b>", f"📈 Spike: {spike.title}"),
-            (f"<b>{spike.count}</b> matches in the last {window}, usually {usual} "
-             f"({esc(change)}, robust z = {spike.z:.1f})",
-             f"{spike.count} matches in the last {window}, usually {usual} "
-             f"({change}, robust z = {spike.z:.1f})"),
-            (f"{spike.distinct_sources} sources: {esc(sources)}",
-             f"{spike.distinct_sources} sources: {sources}"),
-            (f"languages: {esc(languages)}", f"languages: {languages}"),
-            (f"/trend {esc(spike.narrative_id)}", f"/trend {spike.narrative_id}"),
-        ]
-        rich = "\n".join(r for r, _ in lines)
-        plain = "\n".join(p for _, p in lines)
-        if max(_utf16_len(rich), _utf16_len(plain)) <= MAX_CAPTION_UTF16:
-            break
-    plain = _trim_utf16(plain, MAX_CAPTION_UTF16)
-    if _utf16_len(rich) > MAX_CAPTION_UTF16:  # cannot happen with titles ≤ 200 characters
-        rich = esc(_trim_utf16(plain, MAX_CAPTION_UTF16 - 100))
-    return Rendered(html=rich, plain=plain)
 
 
 class AlertSink(Protocol):
@@ -253,19 +152,19 @@ class TelegramSink:
                 lambda: self.bot.send_message(chat_id, post.html, parse_mode=ParseMode.HTML,
                                               link_preview_options=no_preview),
                 lambda too_long: self.bot.send_message(
-                    chat_id, _trim_utf16(post.plain, 3500 if too_long else MAX_MESSAGE_UTF16),
+                    chat_id, cut_utf16(post.plain, 3500 if too_long else MAX_MESSAGE_UTF16),
                     link_preview_options=no_preview),
                 f"post {post.id} in chat {chat_id}")
             return message.message_id, None
-        png, file_id = self.store.chart(post.chart_id)
-        photo: bytes | str = file_id or png
+        chart = self.store.chart(post.chart_id)
+        photo: bytes | str = chart.file_id or chart.png
         message = await _html_or_plain(
             lambda: self.bot.send_photo(chat_id, photo, caption=post.html,
                                         parse_mode=ParseMode.HTML),
-            lambda _: self.bot.send_photo(chat_id, photo, caption=_trim_utf16(post.plain, 900)),
+            lambda _: self.bot.send_photo(chat_id, photo, caption=cut_utf16(post.plain, 900)),
             f"the caption of post {post.id} in chat {chat_id}")
         sizes = message.photo or ()
-        return message.message_id, (sizes[-1].file_id if sizes and not file_id else None)
+        return message.message_id, (sizes[-1].file_id if sizes and not chart.file_id else None)
 
     async def _deliver_notices(self) -> None:
         for notice in self.store.pending_notices():
@@ -289,11 +188,11 @@ class TelegramSink:
         rendered, reply_to = render_alert(alert), None
         if alert.origin_key is not None:
             origin = self.store.origin_delivery(alert.origin_key, alert.chat_id)
-            if origin is not None and origin[0] in ("pending", "sending"):
+            if origin is not None and origin.status in ("pending", "sending"):
                 self.store.defer(alert.id, ORIGIN_WAIT)  # the story's first alert goes first
                 return True
-            if origin is not None and origin[0] == "sent":
-                rendered, reply_to = render_copy(alert), origin[1]
+            if origin is not None and origin.status == "sent":
+                rendered, reply_to = render_copy(alert), origin.message_id
             # else the story never reached this chat (muted there, or failed): a full alert
         self.store.mark_sending(alert.id)
         outcome: _Outcome[int] = _Outcome(
@@ -381,7 +280,7 @@ class TelegramSink:
         def plain(too_long: bool) -> Awaitable[Message]:
             text = rendered.plain
             if too_long:
-                text = _trim_utf16(text, min(3500, _utf16_len(text) * 2 // 3))
+                text = cut_utf16(text, min(3500, utf16_len(text) * 2 // 3))
             return self.bot.send_message(chat_id, text, link_preview_options=no_preview,
                                          reply_markup=buttons, reply_parameters=thread)
 

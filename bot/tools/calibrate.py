@@ -2,11 +2,11 @@
 
 Every example is one (document, narrative) pair with a label and the narrative's *eligible
 score* on that document: its best score among passages that pass every rule but the threshold
-(bot/matching/index.py), so the document alerts exactly when that score reaches the threshold. For a
-target precision the proposal is the lowest threshold that keeps precision at the target (the
-most recall), moved halfway down to the next lower example so that it does not sit on one
-document's score. Feedback only exists for alerts that were sent, so it can only ever argue
-for a stricter threshold; the report says so.
+(`Verdict.eligible`, bot/matching/matcher.py), so the document alerts exactly when that score
+reaches the threshold. For a target precision the proposal is the lowest threshold that keeps
+precision at the target (the most recall), moved halfway down to the next lower example so that
+it does not sit on one document's score. Feedback only exists for alerts that were sent, so it
+can only ever argue for a stricter threshold; the report says so.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app.runtime import Runtime
 from bot.config import ConfigError, Narrative, load_narrative
+from bot.matching.matcher import Matcher
+from bot.storage.store import Store
 from bot.tools.evaluate import labelled_documents
 
 NO_LOWER_EXAMPLE_STEP = 0.02  # below the lowest kept positive when nothing scores under it
@@ -45,31 +46,26 @@ class Proposal:
     note: str = ""
 
 
-def examples_from_documents(runtime: Runtime, folder: Path) -> list[Example]:
+def examples_from_documents(matcher: Matcher, folder: Path) -> list[Example]:
     """Every labelled document of an alerts dataset × every narrative."""
     examples = []
     for doc in labelled_documents(folder):
-        eligible = runtime.eligible_scores(doc.title, doc.body)
+        eligible = matcher.judge_blocking(doc.title, doc.body).eligible()
         examples.extend(Example(nid, score, nid in doc.narratives, doc.name)
                         for nid, score in eligible.items())
     return examples
 
 
-def examples_from_feedback(runtime: Runtime) -> list[Example]:
+def examples_from_feedback(matcher: Matcher, store: Store) -> list[Example]:
     """Voted alerts, each scored again with today's narratives; the majority vote labels it."""
-    rows = runtime.store.db.execute(
-        "SELECT f.article_key, f.narrative_id, SUM(f.vote = 'relevant') AS up, "
-        "SUM(f.vote = 'wrong') AS down, a.title, a.text FROM feedback f "
-        "JOIN articles a ON a.key = f.article_key "
-        "GROUP BY f.article_key, f.narrative_id").fetchall()
     examples = []
-    for row in rows:
-        if row["up"] == row["down"] or row["text"] is None:
+    for voted in store.voted_articles():
+        if voted.relevant == voted.wrong or voted.text is None:
             continue
-        eligible = runtime.eligible_scores(row["title"], row["text"])
-        if row["narrative_id"] in eligible:
-            examples.append(Example(row["narrative_id"], eligible[row["narrative_id"]],
-                                    row["up"] > row["down"], row["article_key"]))
+        eligible = matcher.judge_blocking(voted.title, voted.text).eligible()
+        if voted.narrative_id in eligible:
+            examples.append(Example(voted.narrative_id, eligible[voted.narrative_id],
+                                    voted.relevant > voted.wrong, voted.article_key))
     return examples
 
 

@@ -1,7 +1,8 @@
 """`narrative-bot eval`: matching quality on a labelled dataset, one function per dataset kind.
 
 - alerts: a folder `docs/*.txt` (first line = title) and `labels.tsv` (doc, narratives
-  comma-separated or `none`, optional evidence substring): the alert rule end to end.
+  comma-separated or `none`, optional evidence substring, optional `source` in the shared
+  data for third-party texts the repository does not hold): the alert rule end to end.
 - claims: `claims.tsv`, `queries.tsv` (with a split column) and `qrels.tsv`: claims act as
   narratives, queries as articles (CheckThat! 2020 layout).
 - parallel: one `<lang>.tsv` per language with aligned ids: the English sentence is the
@@ -11,16 +12,19 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bot.app.runtime import Runtime
 from bot.config import Narrative
+from bot.feeds import UNDETERMINED, guess_language
 from bot.matching.index import Centering, NarrativeIndex
+from bot.matching.matcher import Matcher
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 
@@ -49,6 +53,25 @@ class DocResult:
     expected: frozenset[str]
     alerted: frozenset[str]
     evidence_ok: bool | None
+    lang: str = UNDETERMINED
+
+
+@dataclass(frozen=True)
+class GroupFigures:
+    """Alert counts of one narrative or one language."""
+
+    group: str
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        return self.true_positives / max(self.true_positives + self.false_positives, 1)
+
+    @property
+    def recall(self) -> float:
+        return self.true_positives / max(self.true_positives + self.false_negatives, 1)
 
 
 @dataclass(frozen=True)
@@ -58,33 +81,87 @@ class LabelledDocument:
     body: str
     narratives: frozenset[str]
     evidence: str  # a substring of the passage that should be the evidence ("" = any)
+    lang: str = UNDETERMINED
+
+
+DOC_LANGUAGES = frozenset({"en", "ru", "zh", "kk", "ky", "tg", "uz"})
+SHARED_ENV = "NARRATIVE_BOT_SHARED"
+
+
+def shared_folder() -> Path:
+    """Where `source` references point: $NARRATIVE_BOT_SHARED, else `shared` beside the checkout."""
+    named = os.environ.get(SHARED_ENV)
+    return Path(named) if named else Path(__file__).resolve().parents[3] / "shared"
 
 
 def labelled_documents(folder: Path) -> list[LabelledDocument]:
-    """The documents of an alerts dataset with their labels."""
+    """The documents of an alerts dataset with their labels.
+
+    A row's text is `docs/<doc>.txt` (first line = title), or, when its `source` column is
+    set, third-party text read from the shared data (see `_shared_text`).
+    """
     documents = []
     for row in _rows(folder / "labels.tsv"):
-        text = (folder / "docs" / f"{row['doc']}.txt").read_text("utf-8")
-        title, _, body = text.partition("\n")
-        if row["doc"].startswith("seed-"):
-            title, body = "", text  # seed articles have no title line
+        source = (row.get("source") or "").strip()
+        if source:
+            title, body = _shared_text(source)
+        else:
+            text = (folder / "docs" / f"{row['doc']}.txt").read_text("utf-8")
+            title, _, body = text.partition("\n")
         documents.append(LabelledDocument(
             row["doc"], title, body, frozenset(row["narratives"].split(",")) - {"none", ""},
-            (row.get("evidence") or "").strip()))
+            (row.get("evidence") or "").strip(), _language(row, title, body)))
     return documents
 
 
-def eval_alerts(runtime: Runtime, folder: Path) -> tuple[dict[str, float], list[DocResult]]:
+def _language(row: dict[str, str], title: str, body: str) -> str:
+    """A `lang` column, else a language code between dashes in the name (`real-pos-kz-ru-2`),
+    else the language the text looks like."""
+    if code := (row.get("lang") or "").strip():
+        return code
+    named = [part for part in row["doc"].split("-") if part in DOC_LANGUAGES]
+    return named[-1] if named else guess_language(f"{title}\n{body}")
+
+
+def _shared_text(source: str) -> tuple[str, str]:
+    """(title, body) of a reference into the shared data folder.
+
+    `ntrex:<lang>:<groups>`: sentences of `eval/parallel/<lang>.tsv` by NTREX number; groups
+    are split by `|`, numbers within one by `,`; the first group is the title, each further
+    group a paragraph. Anything else is a text file's path: the whole file is the body.
+    """
+    shared = shared_folder()
+    if not shared.is_dir():
+        raise FileNotFoundError(f"{source}: no shared data folder at {shared} (set {SHARED_ENV})")
+    kind, _, reference = source.partition(":")
+    if kind != "ntrex":
+        return "", (shared / source).read_text("utf-8")  # a whole article without a title line
+    lang, _, groups = reference.partition(":")
+    sentences = _sentences(shared / "eval" / "parallel" / f"{lang}.tsv")
+    joiner = "" if lang.startswith("zho") else " "  # Chinese puts no space between sentences
+    parts = [joiner.join(sentences[f"ntrex-{int(n):04d}"] for n in group.split(","))
+             for group in groups.split("|")]
+    return parts[0], "".join(f"{paragraph}\n" for paragraph in parts[1:])
+
+
+@cache
+def _sentences(path: Path) -> dict[str, str]:
+    """id → text of one aligned-sentence file, whitespace runs collapsed."""
+    return {row["id"]: " ".join(row["text"].split()) for row in _rows(path)}
+
+
+def eval_alerts(matcher: Matcher, folder: Path) -> tuple[dict[str, float], list[DocResult]]:
     """Precision and recall of (document, narrative) alerts, and whether evidence is right."""
     results = []
     for doc in labelled_documents(folder):
-        _, scores = runtime.score(doc.title, doc.body)
-        alerted = {s.narrative_id: s for s in scores if s.supported}
+        verdict = matcher.judge_blocking(doc.title, doc.body)
+        alerted = {s.narrative_id: s for s in verdict.scores if s.supported}
         evidence_ok = None
         if doc.evidence and doc.narratives & alerted.keys():
             evidence_ok = all(doc.evidence in alerted[n].passage.text
                               for n in doc.narratives & alerted.keys())
-        results.append(DocResult(doc.name, doc.narratives, frozenset(alerted), evidence_ok))
+        results.append(DocResult(doc.name, doc.narratives, frozenset(alerted), evidence_ok,
+                                 doc.lang))
     tp = sum(len(r.expected & r.alerted) for r in results)
     fp = sum(len(r.alerted - r.expected) for r in results)
     fn = sum(len(r.expected - r.alerted) for r in results)
@@ -95,6 +172,20 @@ def eval_alerts(runtime: Runtime, folder: Path) -> tuple[dict[str, float], list[
         "recall": tp / max(tp + fn, 1),
         "evidence_correct": sum(checked) / max(len(checked), 1),
     }, results
+
+
+def breakdown(results: Sequence[DocResult]) -> tuple[list[GroupFigures], list[GroupFigures]]:
+    """The alert counts per narrative and per language, for the eval's tables."""
+    by_narrative: dict[str, list[int]] = {}
+    by_language: dict[str, list[int]] = {}
+    for r in results:
+        for narrative in r.expected | r.alerted:
+            cell = 0 if narrative in r.expected & r.alerted else 1 if narrative in r.alerted else 2
+            for table, key in ((by_narrative, narrative), (by_language, r.lang)):
+                table.setdefault(key, [0, 0, 0])[cell] += 1
+    def rows(table: dict[str, list[int]]) -> list[GroupFigures]:
+        return [GroupFigures(k, *v) for k, v in sorted(table.items())]
+    return rows(by_narrative), rows(by_language)
 
 
 # -- claim retrieval ----------------------------------------------------------------------
@@ -141,9 +232,8 @@ class _Cached:
     """An Embedder that encodes every text of `texts` in one batched call up front (the index
     asks claim by claim, two texts at a time, which would be slow) and looks them up after."""
 
-    name = "eval"
-
     def __init__(self, encode: Encode, texts: Sequence[str]) -> None:
+        self.name = f"eval-{id(self)}"  # its own memo in the index's text vectors
         unique = list(dict.fromkeys(texts))
         self._encode = encode
         self._rows = dict(zip(unique, encode(unique), strict=True))

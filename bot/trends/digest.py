@@ -4,7 +4,9 @@ A digest configured with `[[digests]]` (chat, every = "daily" | "weekly", time =
 timezone, weekday) covers the period that ends at its due time: the last 24 h, or the last
 7 days. It is two messages, queued together in the posts outbox: the text (each narrative's
 count, change vs the period before, its best-scoring articles with links) and one chart (daily
-matches of every narrative over the last 14 or 28 days, spike days marked).
+matches of every narrative over the last 14 or 28 days, spike days marked). This module
+computes the `Digest`; its words come from a renderer the caller passes in
+(bot.telegram.render.render_digest).
 
 Never twice: each digest's posts are keyed by chat, kind and due time, and the outbox refuses a
 key it has seen. Missed while down: when the bot starts, the most recent due time that has no
@@ -15,17 +17,17 @@ A digest that was configured after its due time waits for the next one.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bot.config import DigestConfig, TrendsConfig
 from bot.storage.store import MatchRecord, PostDraft, Store, Volume, iso, parse_time
 from bot.trends.charts import render_trend
-from bot.trends.spikes import daily_series, format_change, hour_floor
+from bot.trends.spikes import daily_series, hour_floor
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 CHART_DAYS = {"daily": 14, "weekly": 28}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ARTICLES = 3  # per narrative, at most
-MAX_UTF16 = 4096
 LATE_AFTER = timedelta(minutes=15)  # a digest queued later than this says it is late
 
 
@@ -67,7 +68,7 @@ class DigestEntry:
 
 @dataclass(frozen=True)
 class Digest:
-    """One chat's digest for one period: the message, and the chart with its caption."""
+    """One chat's digest for one period: each narrative's numbers, and the chart."""
 
     chat_id: str
     every: str
@@ -75,24 +76,36 @@ class Digest:
     end: datetime
     timezone: str
     entries: tuple[DigestEntry, ...]
-    html: str
-    plain: str
     chart: bytes | None
-    caption_html: str
-    caption_plain: str
+    chart_days: int
+    late: bool = False  # queued well after its due time (the bot was down)
 
     @property
     def total(self) -> int:
         return sum(e.count for e in self.entries)
 
 
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+class Text(Protocol):
+    """One message as Telegram HTML and as plain text."""
+
+    @property
+    def html(self) -> str: ...
+
+    @property
+    def plain(self) -> str: ...
 
 
-def _trim(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+class DigestMessages(Protocol):
+    """A rendered digest: its text, and the caption under its chart."""
+
+    @property
+    def text(self) -> Text: ...
+
+    @property
+    def caption(self) -> Text: ...
+
+
+DigestRenderer = Callable[[Digest], DigestMessages]
 
 
 def collect(store: Store, titles: Mapping[str, str], start: datetime,
@@ -121,60 +134,6 @@ def collect(store: Store, titles: Mapping[str, str], start: datetime,
     return tuple(sorted(entries, key=lambda e: (-e.count, -e.previous, e.narrative_id)))
 
 
-def render_digest(entries: tuple[DigestEntry, ...], every: str, start: datetime, end: datetime,
-                  timezone: str, *, late: bool = False) -> tuple[str, str]:
-    """The digest text as Telegram HTML and as plain text, within 4096 UTF-16 units."""
-    esc = html.escape
-    zone = ZoneInfo(timezone)
-    word = {"daily": "Daily", "weekly": "Weekly"}[every]
-    before = {"daily": "previous day", "weekly": "previous week"}[every]
-    span = (f"{start.astimezone(zone):%d %b %H:%M} – {end.astimezone(zone):%d %b %Y %H:%M} "
-            f"({timezone})")
-    total = sum(e.count for e in entries)
-    previous = sum(e.previous for e in entries)
-    active = [e for e in entries if e.count or e.previous]
-    quiet = [e for e in entries if not (e.count or e.previous)]
-    head = [f"🗞 <b>{word} digest</b> · {esc(span)}",
-            f"<b>{total}</b> matches across {sum(1 for e in entries if e.count)} narrative(s) "
-            f"({before}: {previous}, {esc(format_change(total, previous))})"]
-    plain_head = [f"🗞 {word} digest · {span}",
-                  f"{total} matches across {sum(1 for e in entries if e.count)} narrative(s) "
-                  f"({before}: {previous}, {format_change(total, previous)})"]
-    if late:
-        head.append("<i>Sent late: the bot was not running at the due time.</i>")
-        plain_head.append("Sent late: the bot was not running at the due time.")
-    for per in (ARTICLES, 2, 1, 0):
-        rich, plain = list(head), list(plain_head)
-        for e in active:
-            change = format_change(e.count, e.previous)
-            rich += ["", f"<b>{esc(_trim(e.title, 120))}</b> — {e.count} ({esc(change)})"]
-            plain += ["", f"{_trim(e.title, 120)} — {e.count} ({change})"]
-            for r in e.articles[:per]:
-                title = esc(_trim(r.title, 140) or "(untitled)")
-                link = (f'<a href="{esc(r.url, quote=True)}">{title}</a>'
-                        if r.url and len(r.url) <= 1000 else title)
-                meta = f"{_trim(r.source, 60)} · {r.language or 'und'} · {r.score:.2f}"
-                rich.append(f"• {link} · {esc(meta)}")
-                plain.append(f"• {_trim(r.title, 140) or '(untitled)'} · {meta}\n  {r.url}")
-        if not active:
-            rich += ["", "No matches in this period or the one before."]
-            plain += ["", "No matches in this period or the one before."]
-        if quiet:
-            names = ", ".join(_trim(e.title, 60) for e in quiet)
-            rich += ["", f"<i>Quiet: {esc(names)}</i>"]
-            plain += ["", f"Quiet: {names}"]
-        text, plain_text = "\n".join(rich), "\n".join(plain)
-        if max(_utf16(text), _utf16(plain_text)) <= MAX_UTF16:
-            return text, plain_text
-    # still too long (hundreds of narratives): whole lines only, so no tag is cut
-    kept: list[str] = []
-    for line in text.split("\n"):
-        if _utf16("\n".join([*kept, line])) > MAX_UTF16 - 20:
-            break
-        kept.append(line)
-    return "\n".join([*kept, "…"]), plain_text[: MAX_UTF16 - 20] + "…"
-
-
 @dataclass(frozen=True)
 class DigestData:
     """What a digest is made of, read from state (on the event loop's thread)."""
@@ -194,9 +153,7 @@ def compose(cfg: DigestConfig, due: datetime, data: DigestData, trends: TrendsCo
             late: bool = False, chart: bool = True) -> Digest:
     """The digest from its data: pure, and CPU-bound when it draws the chart."""
     start, end = due - PERIODS[cfg.every], due
-    text, plain = render_digest(data.entries, cfg.every, start, end, cfg.timezone, late=late)
     days = CHART_DAYS[cfg.every]
-    caption = f"Matches per day by narrative, last {days} days ({cfg.timezone})"
     png = None
     if chart:
         names = {e.narrative_id: e.title for e in data.entries}
@@ -206,8 +163,8 @@ def compose(cfg: DigestConfig, due: datetime, data: DigestData, trends: TrendsCo
                               spikes=trends)
         if series.total:
             png = render_trend(series)
-    return Digest(cfg.chat_id, cfg.every, start, end, cfg.timezone, data.entries, text, plain,
-                  png, html.escape(caption), caption)
+    return Digest(cfg.chat_id, cfg.every, start, end, cfg.timezone, data.entries, png, days,
+                  late)
 
 
 def build_digest(store: Store, cfg: DigestConfig, due: datetime, titles: Mapping[str, str],
@@ -223,10 +180,11 @@ class Digester:
     """Queues due digests (scheduled by bot.app.schedule; also run once at start-up to catch up)."""
 
     def __init__(self, store: Store, trends: TrendsConfig,
-                 titles: Callable[[], Mapping[str, str]]) -> None:
+                 titles: Callable[[], Mapping[str, str]], render: DigestRenderer) -> None:
         self.store = store
         self.trends = trends
         self.titles = titles
+        self.render = render
 
     async def run(self, cfg: DigestConfig, now: datetime | None = None) -> list[int]:
         """Queue the digest of the latest due period unless it was queued already; the ids."""
@@ -249,10 +207,12 @@ class Digester:
                         "earlier missed periods, if any, are skipped", cfg.chat_id, iso(due))
         data = gather(self.store, cfg, due, self.titles(), self.trends)
         digest = await asyncio.to_thread(compose, cfg, due, data, self.trends, late=late)
-        drafts = [PostDraft("digest", key, (cfg.chat_id,), digest.html, digest.plain)]
+        rendered = self.render(digest)
+        text, caption = rendered.text, rendered.caption
+        drafts = [PostDraft("digest", key, (cfg.chat_id,), text.html, text.plain)]
         if digest.chart is not None:
-            drafts.append(PostDraft("digest", f"{key}:chart", (cfg.chat_id,),
-                                    digest.caption_html, digest.caption_plain, digest.chart))
+            drafts.append(PostDraft("digest", f"{key}:chart", (cfg.chat_id,), caption.html,
+                                    caption.plain, digest.chart))
         ids = self.store.queue_posts(drafts)
         log.info("digest for %s (%s, due %s): %d matches, %d message(s) queued", cfg.chat_id,
                  cfg.every, iso(due), digest.total, len(ids))

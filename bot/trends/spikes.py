@@ -265,14 +265,6 @@ class TopEntry:
         return None if self.previous == 0 else (self.count - self.previous) / self.previous
 
 
-def format_change(count: int, previous: int) -> str:
-    """'+50%', '−20%', '±0%', 'new' (nothing before), '—' (nothing either time)."""
-    if previous == 0:
-        return "new" if count else "—"
-    pct = round(100 * (count - previous) / previous)
-    return "±0%" if pct == 0 else (f"+{pct}%" if pct > 0 else f"−{-pct}%")
-
-
 def top_narratives(volumes: Iterable[Volume], titles: Mapping[str, str], now: datetime,
                    period: timedelta) -> list[TopEntry]:
     """Narratives by volume over the last `period` (ending with the current hour), with the

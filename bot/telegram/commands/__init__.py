@@ -1,0 +1,1 @@
+"""The chat commands, one module per area; bot.telegram.registry lists them."""
