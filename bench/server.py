@@ -13,8 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import multiprocessing
 import multiprocessing.connection
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from email.utils import formatdate
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -116,3 +123,29 @@ def run(spec: dict, conn: multiprocessing.connection.Connection) -> None:
     reused text), served as feeds 0, 1, … in that order."""
     with contextlib.suppress(EOFError, KeyboardInterrupt):
         asyncio.run(_main(spec, conn))
+
+
+@dataclass(frozen=True)
+class Served:
+    info: dict[str, Any]  # what the server sent once it listened (its URLs, sizes)
+    folder: Path  # a scratch folder for the run's configs and state
+
+
+@contextlib.contextmanager
+def served(target: Callable[[dict[str, Any], multiprocessing.connection.Connection], None],
+           spec: dict[str, Any], prefix: str) -> Iterator[Served]:
+    """`target(spec, conn)` in a forked child process (the loads are served off the measured
+    process's cores' event loop), stopped and its scratch folder removed on the way out."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(target=target, args=(spec, child),
+                                                          daemon=True)
+    process.start()
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield Served(parent.recv(), folder)
+    finally:
+        parent.send("stop")
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+        shutil.rmtree(folder, ignore_errors=True)

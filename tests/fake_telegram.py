@@ -61,7 +61,14 @@ class Error:
     parameters: dict[str, Any] | None = None
 
 
-Fault = RetryAfter | ServerError | ConnectionReset | AcceptThenStall | Error
+@dataclass
+class AcceptThenGarble:
+    """Handle the call (the message IS delivered and recorded), then answer 200 with a body that
+    is not JSON: PTB raises TelegramError("Invalid server response")."""
+    body: bytes = b'{"ok": true, "result": {"message_id"'
+
+
+Fault = RetryAfter | ServerError | ConnectionReset | AcceptThenStall | Error | AcceptThenGarble
 
 
 @dataclass
@@ -246,11 +253,36 @@ def _check_markup(markup: Any) -> None:
                 raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
 
 
+def _member(status: str, user: Params) -> Params:
+    """A ChatMember object as the Bot API writes it for `status`."""
+    extra: Params = {}
+    if status == "administrator":
+        extra = dict.fromkeys((
+            "can_be_edited", "is_anonymous", "can_promote_members", "can_post_stories",
+            "can_edit_stories", "can_delete_stories"), False) | dict.fromkeys((
+                "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+                "can_restrict_members", "can_change_info", "can_invite_users"), True)
+    elif status == "creator":
+        extra = {"is_anonymous": False}
+    elif status == "restricted":
+        extra = dict.fromkeys((
+            "is_member", "can_send_messages", "can_send_audios", "can_send_documents",
+            "can_send_photos", "can_send_videos", "can_send_video_notes",
+            "can_send_voice_notes", "can_send_polls", "can_send_other_messages",
+            "can_add_web_page_previews", "can_change_info", "can_invite_users",
+            "can_pin_messages", "can_manage_topics"), True) | {"until_date": 0}
+    elif status == "kicked":
+        extra = {"until_date": 0}
+    return {"status": status, "user": user, **extra}
+
+
 class FakeTelegram:
     """The fake Bot API. `async with FakeTelegram() as tg:`, then Bot(..., base_url=tg.base_url)."""
 
-    def __init__(self, token: str = "123456:TEST-token") -> None:
+    def __init__(self, token: str = "123456:TEST-token", port: int = 0) -> None:
+        """`port`: 0 for any free one; a given one to come up where a client already waits."""
         self.token = token
+        self._listen_port = port
         bot_id = token.split(":")[0]
         self.bot_user: Params = {
             "id": int(bot_id) if bot_id.isdigit() else 123456, "is_bot": True,
@@ -270,6 +302,7 @@ class FakeTelegram:
         self._forgotten: set[int] = set()
         self._migrated: dict[int, int] = {}
         self._chats: dict[int, Params] = {}
+        self._members: dict[tuple[int, int], str] = {}  # (chat, user) -> status
         self._store: dict[tuple[int, int], Params] = {}  # (chat, message_id) -> bot's message
         self._next_mid: dict[int, int] = {}
         self._updates: list[Params] = []
@@ -287,6 +320,7 @@ class FakeTelegram:
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "answerCallbackQuery": self._answer_callback_query,
             "setMyCommands": self._set_my_commands, "getChat": self._get_chat,
+            "getChatMember": self._get_chat_member,
             "close": self._true, "logOut": self._true}
         self._methods = {name.lower(): (name, fn) for name, fn in handlers.items()}
 
@@ -298,7 +332,7 @@ class FakeTelegram:
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self._listen_port).start()
         self.port = self._runner.addresses[0][1]
         return self
 
@@ -347,19 +381,30 @@ class FakeTelegram:
         self._forgotten.discard(key)
         self._migrated.pop(key, None)
 
+    def set_member(self, chat_id: int | str, user_id: int, status: str) -> None:
+        """What getChatMember says of `user_id` in the chat: "creator", "administrator",
+        "member", "restricted", "left" or "kicked" (default: "member")."""
+        self._members[(self._chat_key(chat_id), user_id)] = status
+
+    def member_lookups(self) -> int:
+        """How many getChatMember calls were answered (the bot's cache is checked with it)."""
+        return sum(1 for method, _ in self.requests if method == "getChatMember")
+
     def messages_to(self, chat_id: int | str, *, include_edits: bool = False) -> list[SentMessage]:
         key = self._chat_key(chat_id)
         return [m for m in self.sent if self._chat_key(m.chat_id) == key
                 and (include_edits or not m.method.startswith("edit"))]
 
     def push_message(self, chat_id: int, user_id: int, text: str, *, first_name: str = "Tester",
-                     username: str | None = None) -> Params:
+                     username: str | None = None, language_code: str | None = None) -> Params:
         """Queue an incoming message; a leading /command gets its bot_command entity."""
-        user = {"id": user_id, "is_bot": False, "first_name": first_name}
+        user: Params = {"id": user_id, "is_bot": False, "first_name": first_name}
         user |= {"username": username} if username else {}
+        user |= {"language_code": language_code} if language_code else {}
         if chat_id > 0:
             self._chats[chat_id] = {"type": "private", **user, "id": chat_id}
             del self._chats[chat_id]["is_bot"]
+            self._chats[chat_id].pop("language_code", None)
         msg = {"message_id": self._new_mid(chat_id), "date": int(time.time()), "from": user,
                "chat": self._chat(chat_id, chat_id), "text": text}
         if text.startswith("/"):
@@ -367,11 +412,14 @@ class FakeTelegram:
                                 "length": utf16_len(text.split()[0])}]
         return self._push({"message": msg})
 
-    def push_callback_query(self, chat_id: int, user_id: int, data: str, message_id: int) -> str:
-        """Queue a button press on the bot's message `message_id`; returns the query id."""
-        msg = self._store.get((chat_id, message_id)) or {
+    def push_callback_query(self, chat_id: int | str, user_id: int, data: str,
+                            message_id: int) -> str:
+        """Queue a button press on the bot's message `message_id` in the chat (an id, or a
+        channel's "@username"); returns the query id."""
+        key = self._chat_key(chat_id)
+        msg = self._store.get((key, message_id)) or {
             "message_id": message_id, "date": int(time.time()), "from": self.bot_user,
-            "chat": self._chat(chat_id, chat_id), "text": ""}
+            "chat": self._chat(key, chat_id), "text": ""}
         qid = f"{user_id}{self._next_update:08d}"
         self._queries.add(qid)
         self._push({"callback_query": {
@@ -413,11 +461,13 @@ class FakeTelegram:
                 request.transport.abort()
             return web.Response()
         try:
-            if fault is not None and not isinstance(fault, AcceptThenStall):
+            if fault is not None and not isinstance(fault, AcceptThenStall | AcceptThenGarble):
                 raise self._fault_error(fault)
             answer = web.json_response({"ok": True, "result": await handler(params)})
         except ApiError as exc:
             answer = exc.response()
+        if isinstance(fault, AcceptThenGarble):
+            return web.Response(body=fault.body, content_type="application/json")
         if isinstance(fault, AcceptThenStall):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), fault.seconds)
@@ -673,6 +723,17 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
         self.commands = commands
         return True
+
+    async def _get_chat_member(self, p: Params) -> Any:
+        given, key = self._target(p, sending=False)
+        user_id = _int(p, "user_id")
+        if user_id == self.bot_user["id"]:
+            kind = self._chat(key, given)["type"]
+            status = ("kicked" if key in self._blocked else
+                      "administrator" if kind == "channel" else "member")
+            return _member(status, self.bot_user)
+        user = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        return _member(self._members.get((key, user_id), "member"), user)
 
     async def _get_chat(self, p: Params) -> Any:
         given, key = self._target(p, sending=False)

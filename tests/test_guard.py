@@ -37,6 +37,16 @@ def test_terms_match_as_whole_words_in_any_script(terms: list[str], text: str,
     assert KeywordGuard(terms).allows(text) is allowed
 
 
+@pytest.mark.parametrize(("text", "hit"), [
+    ("Kazakhstan и Китай", "kazakhstan"),
+    ("Китайские СМИ о Kazakhstan", "китайские"),  # a prefix term gives the whole word
+    ("о Китае и Китайской стороне, Kazakhstan", "китайской"),  # Китае is not Китай…
+    ("Kazakhstanis", None),
+])
+def test_the_hit_is_the_first_matching_word_of_the_text(text: str, hit: str | None) -> None:
+    assert KeywordGuard(["Kazakhstan", "Китай*"]).first_hit(text) == hit
+
+
 def test_hostile_terms_and_text_stay_fast() -> None:
     guard = KeywordGuard(["(x+x+)+y", "***a", "[a]"] + [f"w{i}*" for i in range(400)])
     text = "x" * 200_000 + "\u202e\x00" + "ẋ" * 10_000

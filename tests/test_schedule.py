@@ -60,6 +60,9 @@ class RecordingSink:
             await self.hold_first.wait()
         return DeliveryReport()
 
+    def stop(self) -> None:
+        pass
+
 
 async def eventually(predicate: Callable[[], bool], timeout: float) -> None:
     """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""

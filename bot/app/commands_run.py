@@ -6,18 +6,23 @@ Each returns the command's exit status; bot/cli.py parses the arguments.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from bot.app.pipeline import PollReport, ProbeReport, fetch_limits, probe_feed
+from bot.app.sources import SourceReader
 from bot.app.wiring import App
 from bot.config import Config, FeedConfig, Narrative, parse_duration
 from bot.feeds import guess_language, make_client
+from bot.storage.instance import InstanceLock
 from bot.storage.store import FeedHealth, Store
+from bot.telegram.report import DeliveryReport
 from bot.trends.export import export_matches
 
 log = logging.getLogger("narrative-bot")
@@ -40,24 +45,47 @@ async def run(config: Config, narratives: Sequence[Narrative], token: str) -> in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = App(config, narratives, token=delivery_token(config, token), chat=True)
-    async with app, app.running():
-        log.info("running: %d feeds, %d narratives; Ctrl-C or SIGTERM stops",
-                 len(config.feeds), len(narratives))
-        await stop.wait()
-        log.info("stopping")
+    # Before the state is opened: a second bot on the same file refuses (StateInUse).
+    with InstanceLock(config.state.path):
+        app = App(config, narratives, token=delivery_token(config, token), chat=True)
+        async with app, app.running():
+            log.info("running: %d feeds, %d narratives; Ctrl-C or SIGTERM stops",
+                     len(config.feeds), len(narratives))
+            await _until_stopped(stop, app)
+            log.info("stopping")
+    if app.link is not None and app.link.error is not None:
+        raise app.link.error
     return 0
+
+
+async def _until_stopped(stop: asyncio.Event, app: App) -> None:
+    """Until SIGTERM/SIGINT, or until Telegram rejects the token (the one fatal answer)."""
+    waits = [asyncio.create_task(stop.wait())]
+    if app.link is not None:
+        waits.append(asyncio.create_task(app.link.failed.wait()))
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
 
 
 async def poll(config: Config, narratives: Sequence[Narrative], token: str, *,
                dry_run: bool) -> int:
-    """One cycle: every feed polled once, then every pending alert delivered."""
-    async with App(config, narratives, token=delivery_token(config, token, dry_run=dry_run),
-                   private_state=dry_run) as app:
-        reports = await app.pipeline.poll_all(force=True)
-        delivery = await app.sink.deliver_pending()
+    """One cycle: every feed polled once, then every pending alert delivered (when Telegram
+    answers; else they wait in the outbox)."""
+    with contextlib.ExitStack() as held:
+        if not dry_run:  # a dry run works on a private copy: it may run beside the daemon
+            held.enter_context(InstanceLock(config.state.path))
+        async with App(config, narratives, token=delivery_token(config, token, dry_run=dry_run),
+                       private_state=dry_run) as app:
+            reports = await app.pipeline.poll_all(force=True)
+            reachable = await app.connect_telegram(once=True)
+            delivery = await app.sink.deliver_pending() if reachable else DeliveryReport()
+            waiting = app.store.counts()["alerts_pending"]
     for line in poll_summary(reports):
         print(line)
+    if not reachable:
+        print(f"alerts: Telegram not reachable, {waiting} wait in the outbox for the next run")
+        return 0
     print(f"alerts: {delivery.sent} delivered, {delivery.retried} to retry, "
           f"{delivery.failed} failed{' (dry run: state untouched)' if dry_run else ''}")
     return 0
@@ -67,7 +95,8 @@ def poll_summary(reports: Sequence[PollReport]) -> list[str]:
     lines = []
     for r in reports:
         detail = r.error or (f"{r.new_articles} new of {r.articles}, {r.matches} matches"
-                             if r.status == "new" else r.status)
+                             if r.status == "new" else
+                             "0 items" if r.status == "empty" else r.status)
         if r.too_old:
             detail += f" ({r.too_old} older than [fetch] max_age skipped)"
         lines.append(f"feed {r.feed}: {r.status} — {detail}")
@@ -82,13 +111,15 @@ async def check_feeds(config: Config, *, probe: bool) -> int:
     store.close()
     failing = 0
     limits = fetch_limits(config)
-    async with make_client(limits) as client:
+    async with make_client(limits, config.fetch.proxy) as client:
+        reader = SourceReader(config, None, client, limits)
         for feed in config.feeds:
             line, bad = feed_health_line(feed, known.get(feed.name))
             failing += bad
             print(line)
             if probe:
-                print(f"    probe: {probe_line(await probe_feed(client, feed, limits))}")
+                print(f"    probe: {probe_line(await probe_feed(reader, feed, limits))}")
+        await reader.aclose()
     return 1 if failing else 0
 
 
@@ -120,7 +151,7 @@ def probe_line(report: ProbeReport) -> str:
     return f"{got}, {report.articles} articles"
 
 
-def export(config: Config, since: str, fmt: str, output: Path | None) -> int:
+def export(config: Config, since: str, fmt: Literal["csv", "json"], output: Path | None) -> int:
     """Matches with their evidence since `since` ago, as CSV or JSON, to `output` or stdout."""
     try:
         start = datetime.now(UTC) - parse_duration(since)

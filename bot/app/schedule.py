@@ -5,7 +5,8 @@ Every job runs with max_instances=1 and coalescing, so a slow feed never piles u
 feed is polled once at start-up. A poll that queued alerts, a spike check that found a spike
 and a digest that was queued wake the delivery job at once. Digest jobs fire at their local
 time (CronTrigger in the digest's time zone, DST included) and also once at start-up, which
-sends a digest missed while the bot was down (see bot.trends.digest).
+sends a digest missed while the bot was down (see bot.trends.digest). With `[state] backups`,
+an online backup of the state every `backup_interval` (the newest N kept).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.app.pipeline import Pipeline
-from bot.config import DigestConfig, FeedConfig, TrendsConfig
+from bot.app.pipeline import Pipeline, PollReport
+from bot.config import DigestConfig, FeedConfig, StateConfig, TrendsConfig
+from bot.storage.integrity import rotate_backup
+from bot.storage.store import Store
 from bot.telegram.deliver import AlertSink
 from bot.trends.digest import Digester
 from bot.trends.spikes import SpikeMonitor
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DELIVERY_JOB = "deliver"
 SPIKE_JOB = "spikes"
+BACKUP_JOB = "backup"
 
 
 def feed_job_id(feed: FeedConfig) -> str:
@@ -41,14 +45,21 @@ def feed_trigger(feed: FeedConfig, jitter: float) -> IntervalTrigger:
     return IntervalTrigger(seconds=seconds, jitter=int(seconds * jitter) or None)
 
 
-class DrainingScheduler(AsyncIOScheduler):
+class DrainingScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
     """An AsyncIOScheduler that can let its running polls and deliveries finish before a stop:
     APScheduler's own shutdown(wait=True) does not wait for coroutine jobs."""
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._running: set[asyncio.Task] = set()
+        self._running: set[asyncio.Task[None]] = set()
         self._wake: Callable[[], None] | None = None
+        self._on_stop: list[Callable[[], None]] = []  # told first: finish what is in flight
+        self.add_feed: Callable[[FeedConfig], None] = lambda feed: None  # set by build_scheduler
+
+    def remove_feed(self, name: str) -> None:
+        """Stop polling the feed named `name` (a feed removed from the chat)."""
+        if self.get_job(f"feed:{name}") is not None:
+            self.remove_job(f"feed:{name}")
 
     def deliver_now(self) -> None:
         """Run the delivery job now (again, if it is running): something was queued."""
@@ -63,20 +74,26 @@ class DrainingScheduler(AsyncIOScheduler):
             try:
                 await job(*args)
             finally:
-                self._running.discard(task)  # type: ignore[arg-type]
+                if task is not None:
+                    self._running.discard(task)
 
         return run
 
     async def stop(self, timeout: float) -> None:
-        """No new runs; wait up to `timeout` s for the running ones, then shut down."""
+        """No new runs; wait up to `timeout` s for the running ones, then shut down. A
+        delivery round ends after its send in flight (an alert is never left `sending`)."""
         self.pause()
+        for tell in self._on_stop:
+            tell()
         if self._running:
             await asyncio.wait(set(self._running), timeout=timeout)
         self.shutdown(wait=False)
 
 
-def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> DrainingScheduler:
-    """A scheduler, not yet started, with every enabled feed and the delivery job."""
+def build_scheduler(pipeline: Pipeline, sink: AlertSink,
+                    on_poll: Callable[[PollReport], None] | None = None) -> DrainingScheduler:
+    """A scheduler, not yet started, with every enabled feed and the delivery job;
+    `on_poll` sees every poll's report (metrics)."""
     config = pipeline.config
     scheduler = DrainingScheduler(timezone=UTC, job_defaults={
         "max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
@@ -100,17 +117,24 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink) -> DrainingScheduler:
             scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
 
     scheduler._wake = wake
+    scheduler._on_stop.append(sink.stop)
 
     async def poll(feed: FeedConfig) -> None:
         report = await pipeline.poll_feed(feed)
+        if on_poll is not None:
+            on_poll(report)
         if report.matches:
             wake()
 
-    for feed in config.feeds:
+    def add_feed(feed: FeedConfig) -> None:
         if feed.enabled:
             scheduler.add_job(scheduler.tracked(poll), feed_trigger(feed, config.schedule.jitter),
                               args=[feed], id=feed_job_id(feed), name=f"poll {feed.name}",
-                              next_run_time=now)
+                              next_run_time=datetime.now(UTC), replace_existing=True)
+
+    scheduler.add_feed = add_feed
+    for feed in pipeline.feeds():  # config.toml's, then those added from the chat or OPML
+        add_feed(feed)
     scheduler.add_job(scheduler.tracked(deliver), IntervalTrigger(
         seconds=config.schedule.delivery_interval.total_seconds()), id=DELIVERY_JOB,
         name="deliver alerts", next_run_time=now)
@@ -154,3 +178,22 @@ def add_trend_jobs(scheduler: DrainingScheduler, trends: TrendsConfig,
         scheduler.add_job(scheduler.tracked(send_digest), digest_trigger(digest), args=[digest],
                           id=digest_job_id(digest), name=f"digest for {digest.chat_id}",
                           next_run_time=now, misfire_grace_time=3600, replace_existing=True)
+
+
+def add_backup_job(scheduler: DrainingScheduler, store: Store, state: StateConfig) -> None:
+    """With `[state] backups = N`: a backup every `backup_interval` (the first one at once),
+    the N newest kept. A failed backup is logged and told to the admins like any disk error."""
+    if state.backups <= 0:
+        return
+
+    async def take_backup() -> None:
+        try:
+            target = await asyncio.to_thread(rotate_backup, store.db, state.path, state.backups)
+        except Exception:
+            log.exception("state backup failed")
+            return
+        log.info("state backed up to %s", target)
+
+    scheduler.add_job(scheduler.tracked(take_backup), IntervalTrigger(
+        seconds=state.backup_interval.total_seconds()), id=BACKUP_JOB, name="back up state",
+        next_run_time=datetime.now(UTC))

@@ -2,26 +2,30 @@
 
 `run`, `poll`, `score`, `backtest`, `eval`, `calibrate` and the tests all build an `App`, so
 they judge with the same matcher (statements, learned counter-examples, thresholds). Building
-it touches no network; `async with app:` opens the HTTP client and the Telegram bot, and
-`app.running()` answers chats and runs the schedule. The App is also what the chat commands
-see (bot.telegram.Services).
+it touches no network; `async with app:` opens the HTTP client, and `app.running()` runs the
+schedule at once and brings the Telegram side up as soon as it answers (retried with back-off:
+polling never waits for Telegram, alerts wait in the outbox). The App is also what the chat
+commands see (bot.telegram.Services).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, datetime
 from types import TracebackType
 
 from apscheduler.triggers.interval import IntervalTrigger
 from telegram import Bot
 
+from bot.app.feedlist import FeedList
+from bot.app.metrics import Metrics
 from bot.app.model import open_matcher
 from bot.app.pipeline import Pipeline, fetch_limits
 from bot.app.reload import NarrativeReloader
-from bot.app.schedule import add_trend_jobs, build_scheduler
+from bot.app.schedule import add_backup_job, add_trend_jobs, build_scheduler
 from bot.config import Config, Narrative
 from bot.embedding import Embedder
 from bot.feeds import guess_language, make_client
@@ -41,6 +45,10 @@ from bot.telegram import (
     render_spike,
 )
 from bot.telegram.application import BotApplication
+from bot.telegram.i18n import Voices
+from bot.telegram.link import Quiet, TelegramLink, TokenRejected, polling_failed
+from bot.telegram.report import DeliveryReport
+from bot.telegram.watchdog import PollingWatchdog
 from bot.trends.charts import render_trend
 from bot.trends.digest import Digester
 from bot.trends.spikes import SpikeCheck, SpikeMonitor
@@ -68,7 +76,9 @@ class App:
         self.store = (Store.in_memory_copy(path, guess_language=guess_language) if private_state
                       else Store(path, guess_language=guess_language))
         channel = config.telegram.channel_id if token else config.telegram.channel_id or CONSOLE
-        self.audience = Audience(self.store, channel, config.telegram.channel_narratives)
+        self.audience = Audience(self.store, channel, config.telegram.channel_narratives,
+                                 language=config.telegram.language)
+        self.voices = Voices(self.audience.language, self._titles_in)
         self.signer = ButtonSigner.from_store(self.store)
         try:  # loading the model is what fails (a missing extra, a broken file)
             self.matcher = open_matcher(config, narratives, self.store,
@@ -76,9 +86,11 @@ class App:
         except BaseException:
             self.store.close()
             raise
-        self.client = make_client(fetch_limits(config))
+        self.client = make_client(fetch_limits(config), config.fetch.proxy)
         self.pipeline = Pipeline(config, self.store, self.matcher, self.client,
                                  route=self.audience.routes)
+        self.feeds = FeedList(config, self.store, self.pipeline.sources)  # config's + stored
+        self.pipeline.stored_feeds = self.feeds.stored
         self.reloader = NarrativeReloader(config, self.matcher, self.audience, self.store)
         self.application: BotApplication | None = (
             build_application(token, self) if token and chat and config.telegram.commands
@@ -88,16 +100,36 @@ class App:
         self.sink: AlertSink = (
             ConsoleSink(self.store) if self.bot is None else
             TelegramSink(self.bot, self.store, max_attempts=config.telegram.max_attempts,
-                         signer=self.signer, audience=self.audience))
-        self.scheduler = build_scheduler(self.pipeline, self.sink)
+                         signer=self.signer, audience=self.audience,
+                         admins=[str(a) for a in config.telegram.admins],
+                         deadline=config.telegram.delivery_deadline, voices=self.voices))
+        self.link = self._link()
+        self._quiet_polling = Quiet()  # the same across the watchdog's restarts
+        self.metrics = Metrics(path) if config.metrics.address and not private_state else None
+        if self.metrics is not None:
+            self.matcher.embedder.observe = self.metrics.embed_seconds.observe
+        # Delivery waits until Telegram has answered once (see running()): meanwhile alerts
+        # stay in the outbox and polling goes on.
+        self.scheduler = build_scheduler(
+            self.pipeline, _WhenReady(self.sink, self.link, self.metrics),
+            on_poll=None if self.metrics is None else self.metrics.observe_poll)
+        self.feeds.on_added, self.feeds.on_removed = (self.scheduler.add_feed,
+                                                      self.scheduler.remove_feed)
         self.scheduler.add_job(self.reloader.watch, IntervalTrigger(
             seconds=config.schedule.reload_check.total_seconds()), id="narratives",
             name="watch narratives")
         self.spikes = SpikeMonitor(self.store, config.trends, self._titles,
-                                   self.audience.narrative_chats, _spike_text, chart=render_trend)
-        self.digester = Digester(self.store, config.trends, self._titles, render_digest)
+                                   self.audience.narrative_chats, self._spike_text,
+                                   chart=render_trend, language_of=self.audience.language)
+        self.digester = Digester(
+            self.store, config.trends, self._titles,
+            lambda digest, language: render_digest(digest, self.voices.of_language(language)),
+            language_of=self.audience.language)
         add_trend_jobs(self.scheduler, config.trends, self.spikes, self.digester, config.digests)
+        if not private_state:
+            add_backup_job(self.scheduler, self.store, config.state)
         self._open = AsyncExitStack()
+        self.watchdog: PollingWatchdog | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -105,10 +137,10 @@ class App:
         """Open the HTTP client and the bot; alerts cut off by a crash are sent again."""
         try:
             await self._open.enter_async_context(self.client)
-            if self.application is not None:
-                await self._open.enter_async_context(self.application)
-            elif self.bot is not None:
-                await self._open.enter_async_context(self.bot)
+            self._open.push_async_callback(self.pipeline.sources.aclose)  # per-feed proxies
+            # Telegram is not asked here: running() or connect_telegram() bring it up, so
+            # that an unreachable Bot API never stops polling.
+            self._open.push_async_callback(self._shut_telegram)
         except BaseException:
             await self._open.aclose()
             self.close()
@@ -136,34 +168,91 @@ class App:
     def close(self) -> None:
         self.store.close()
 
+    async def connect_telegram(self, *, once: bool = False) -> bool:
+        """Bring the Telegram side up (getMe, the command menu): True once it answered (also
+        without a bot); with `once`, False after one failed try. Raises TokenRejected."""
+        return True if self.link is None else await self.link.connect(once=once)
+
     @asynccontextmanager
     async def answering(self, *, poll_timeout: int = 10) -> AsyncIterator[None]:
-        """Chat commands answered meanwhile (when the App has them); needs `async with app`.
-        `poll_timeout`: seconds each long poll for updates may wait."""
-        application = self.application
-        if application is None:
-            yield
-            return
-        await register_commands(application)
-        await application.start()
-        await application.updater.start_polling(timeout=poll_timeout,
-                                                drop_pending_updates=False)
+        """Chat commands answered meanwhile (when the App has them); needs `async with app`;
+        waits for Telegram first. `poll_timeout`: seconds each long poll may wait."""
+        await self.connect_telegram()
+        await self._start_answering(poll_timeout)
         try:
             yield
         finally:
-            await application.updater.stop()
-            await application.stop()
+            await self._stop_answering()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The daemon: chats answered and every scheduled job running; on the way out the
-        running polls and deliveries may finish."""
-        async with self.answering():
-            self.scheduler.start()
-            try:
-                yield
-            finally:
-                await self.scheduler.stop(timeout=STOP_TIMEOUT_S)
+        """The daemon: every scheduled job running at once, chats answered and alerts
+        delivered as soon as Telegram answers; on the way out the running polls and
+        deliveries may finish."""
+        if self.metrics is not None and (address := self.config.metrics.address):
+            self.metrics.serve(*address)
+        self.scheduler.start()
+        coming_up = asyncio.create_task(self._telegram_up(), name="telegram start-up")
+        try:
+            yield
+        finally:
+            coming_up.cancel()
+            with suppress(asyncio.CancelledError):
+                await coming_up
+            await self.scheduler.stop(timeout=STOP_TIMEOUT_S)
+            await self._stop_answering()
+            if self.metrics is not None:
+                self.metrics.stop()
+
+    async def _telegram_up(self) -> None:
+        try:
+            await self.connect_telegram()
+        except TokenRejected:
+            return  # link.failed is set: `run` stops with its one line
+        await self._start_answering(poll_timeout=10)
+        self.scheduler.deliver_now()  # what waited in the outbox goes out now
+
+    async def _start_answering(self, poll_timeout: int) -> None:
+        application = self.application
+        if application is None or application.updater is None:
+            return
+        await application.start()
+        # bootstrap_retries=-1: Telegram going away right after getMe delays polling only
+        await application.updater.start_polling(
+            timeout=poll_timeout, bootstrap_retries=-1, drop_pending_updates=False,
+            error_callback=polling_failed(self._quiet_polling))
+        self.watchdog = PollingWatchdog(application, poll_timeout)  # restarts dead polling
+        self.watchdog.start()
+
+    async def _stop_answering(self) -> None:
+        application = self.application
+        if application is None or not application.running:
+            return
+        if self.watchdog is not None:  # first, or it would restart what is stopped here
+            await self.watchdog.stop()
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        await application.stop()
+
+    async def _shut_telegram(self) -> None:
+        """Close PTB's HTTP clients, whether or not Telegram ever answered."""
+        if self.application is not None:
+            await self.application.shutdown()
+        if self.bot is not None:
+            await self.bot.shutdown()
+
+    def _link(self) -> TelegramLink | None:
+        bot, application = self.bot, self.application
+        token_env = self.config.telegram.token_env
+        if bot is None:
+            return None
+        if application is None:
+            return TelegramLink(bot, bot.initialize, token_env=token_env)
+
+        async def menu() -> None:
+            await register_commands(application)
+
+        return TelegramLink(bot, application.initialize, token_env=token_env, after=menu)
 
     # -- what the chat commands use (bot.telegram.Services) --------------------------------
 
@@ -193,7 +282,31 @@ class App:
     def _titles(self) -> dict[str, str]:
         return {n.id: n.title for n in self.matcher.narratives}
 
+    def _titles_in(self, language: str) -> dict[str, str]:
+        return {n.id: n.title_in(language) for n in self.matcher.narratives}
 
-def _spike_text(spike: SpikeCheck) -> tuple[str, str]:
-    rendered = render_spike(spike)
-    return rendered.html, rendered.plain
+    def _spike_text(self, spike: SpikeCheck, language: str) -> tuple[str, str]:
+        rendered = render_spike(spike, self.voices.of_language(language))
+        return rendered.html, rendered.plain
+
+
+class _WhenReady:
+    """The delivery job's sink: nothing is tried before Telegram has answered once."""
+
+    def __init__(self, sink: AlertSink, link: TelegramLink | None,
+                 metrics: Metrics | None = None) -> None:
+        self.sink = sink
+        self.link = link
+        self.metrics = metrics
+
+    async def deliver_pending(self) -> DeliveryReport:
+        if self.link is not None and not self.link.ready.is_set():
+            return DeliveryReport()
+        report = await self.sink.deliver_pending()
+        if self.metrics is not None:
+            self.metrics.observe_delivery(report)
+        return report
+
+    def stop(self) -> None:
+        self.sink.stop()
+

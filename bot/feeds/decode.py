@@ -128,7 +128,7 @@ class _Brotli:
 
     def decode(self, data: bytes, limit: int) -> bytes:
         try:
-            out = self.decompressor.process(data, output_buffer_limit=limit + 1)
+            out: bytes = self.decompressor.process(data, output_buffer_limit=limit + 1)
         except brotli.error as exc:
             raise DecodeError(f"could not decode br body: {exc}") from exc
         _check_size(len(out), limit)
@@ -150,7 +150,9 @@ class _Zstd:
 
     @staticmethod
     def _new() -> _ZstdStream:
-        return zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW).decompressobj()
+        stream: _ZstdStream = zstandard.ZstdDecompressor(
+            max_window_size=_ZSTD_MAX_WINDOW).decompressobj()  # type: ignore[assignment]
+        return stream
 
     def decode(self, data: bytes, limit: int) -> bytes:
         out = bytearray()

@@ -26,6 +26,7 @@ import httpx
 
 from bot.feeds._fetch_errors import Failure, describe, is_expected, too_large
 from bot.feeds._file_urls import fetch_file
+from bot.feeds.addresses import PrivateAddress, check_public
 from bot.feeds.decode import BodyTooLarge, DecodeError, decoder_for
 from bot.models import FetchResult, HttpCacheState
 
@@ -51,6 +52,10 @@ class FetchLimits:
     max_redirects: int = 5
     user_agent: str = "narrative-bot/0.1 (RSS/Atom feed reader; +https://github.com/narrative-bot)"
     allow_file_urls: bool = False  # file:// URLs only when explicitly enabled (the offline demo)
+    accept: str = ACCEPT  # what the request asks for (article pages ask for HTML)
+    # private, loopback and link-local targets (bot.feeds.addresses): the config's default
+    # refuses them; the library's allows them
+    allow_private: bool = True
 
 
 @dataclass
@@ -59,23 +64,28 @@ class _Attempt:
 
     status: int | None = None
     host: str = ""
+    trusted: bool = False  # the first URL was configured by the operator
 
 
-def make_client(limits: FetchLimits) -> httpx.AsyncClient:
-    """An AsyncClient for fetch_feed: our headers and timeouts.
+def make_client(limits: FetchLimits, proxy: str | None = None) -> httpx.AsyncClient:
+    """An AsyncClient for fetch_feed: our headers and timeouts, through `proxy` if given
+    (http://, https:// or socks5://; socks needs httpx's `socks` extra).
 
     It never follows a redirect itself (so httpx's own redirect limit never applies):
     fetch_feed follows them by hand, checking each hop's scheme and `limits.max_redirects`."""
     return httpx.AsyncClient(
-        headers=_base_headers(limits), timeout=_timeout(limits), follow_redirects=False
+        headers=_base_headers(limits), timeout=_timeout(limits), follow_redirects=False,
+        proxy=proxy,
     )
 
 
 async def fetch_feed(
-    client: httpx.AsyncClient, url: str, cache: HttpCacheState, limits: FetchLimits
+    client: httpx.AsyncClient, url: str, cache: HttpCacheState, limits: FetchLimits, *,
+    trusted: bool = False,
 ) -> FetchResult:
-    """GET `url` conditionally; return body, not-modified or a readable error. Never raises."""
-    attempt = _Attempt()
+    """GET `url` conditionally; return body, not-modified or a readable error. Never raises.
+    `trusted`: the operator configured `url` (its address is not checked, its redirects are)."""
+    attempt = _Attempt(trusted=trusted)
     try:
         async with asyncio.timeout(limits.timeout_s):
             result = await _fetch(client, url, cache, limits, attempt)
@@ -110,6 +120,8 @@ async def _fetch(
         return await fetch_file(url, limits.max_bytes)
     _check_http_url(target)
     attempt.host = target.host
+    if not (limits.allow_private or attempt.trusted):
+        await _check_public(target)
     request = client.build_request(
         "GET", target, headers=_request_headers(cache, limits), timeout=_timeout(limits)
     )
@@ -135,6 +147,8 @@ async def _send(
         if next_request.url.scheme not in HTTP_SCHEMES:
             raise Failure(f"redirect to unsupported URL scheme '{next_request.url.scheme}'")
         attempt.host = next_request.url.host
+        if not limits.allow_private:
+            await _check_public(next_request.url)
         response = await _send_one(client, next_request, attempt)
     return response
 
@@ -184,7 +198,8 @@ def _plain_headers(response: httpx.Response) -> dict[str, str]:
 
 
 def _base_headers(limits: FetchLimits) -> dict[str, str]:
-    return {"User-Agent": limits.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+    return {"User-Agent": limits.user_agent, "Accept": limits.accept,
+            "Accept-Encoding": ACCEPT_ENCODING}
 
 
 def _request_headers(cache: HttpCacheState, limits: FetchLimits) -> dict[str, str]:
@@ -205,6 +220,13 @@ def _parse_url(url: str) -> httpx.URL:
         return httpx.URL(url.strip())
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise Failure("invalid URL") from exc
+
+
+async def _check_public(target: httpx.URL) -> None:
+    try:
+        await check_public(target.host, target.port)
+    except PrivateAddress as exc:
+        raise Failure(str(exc)) from None
 
 
 def _check_http_url(target: httpx.URL) -> None:

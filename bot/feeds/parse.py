@@ -22,6 +22,7 @@ import feedparser
 
 from bot.feeds.language import guess_language, normalize_language
 from bot.feeds.text import clean_text, html_to_text
+from bot.feeds.tracking import strip_tracking
 from bot.models import Article, ParsedFeed
 
 TITLE_MAX_CHARS = 300
@@ -75,7 +76,7 @@ def _entry_url(entry: Entry, feed_url: str) -> str:
         scheme = urlsplit(url).scheme.lower()
     except ValueError:  # e.g. "http://[bad-ipv6" in a hostile feed
         return ""
-    return url if scheme in ("http", "https") else ""
+    return strip_tracking(url) if scheme in ("http", "https") else ""
 
 
 def _published(entry: Entry) -> datetime | None:
@@ -110,7 +111,7 @@ def _entry_key(entry: Entry, feed_url: str, title: str, text: str) -> str:
 
 def _declared_language(entry: Entry, feed_language: str | None) -> str | None:
     """dc:language of the entry, its xml:lang (on content, summary or title), else the feed's."""
-    details = [c for c in entry.get("content") or [] if isinstance(c, dict)]
+    details: list[object] = [c for c in entry.get("content") or [] if isinstance(c, dict)]
     details += [entry.get(k) for k in ("summary_detail", "title_detail")]
     declared = [entry.get("language"), *(d.get("language") for d in details
                                          if isinstance(d, dict))]
@@ -251,9 +252,10 @@ def _parse(body: bytes, headers: Mapping[str, str], *, source: str, feed_url: st
     feed_title = _text_of(feed.get("title"), TITLE_MAX_CHARS).replace("\n", " ")
     feed_language = normalize_language(feed.get("language"))
     articles = _articles(entries, source=source, feed_url=feed_url, feed_language=feed_language)
-    if articles:
+    if articles or not (entries or reason):
+        # a well-formed feed that lists nothing today is healthy: a poll with 0 items
         return ParsedFeed(articles=articles, feed_title=feed_title, warning=reason or None)
-    why = "feed has no entries"
+    why = "feed has no entries"  # and it is not well-formed
     if entries:
         why = f"no usable entries ({len(entries)} without title or text)"
     if reason:

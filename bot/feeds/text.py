@@ -258,7 +258,7 @@ def _paragraph_chunks(prefix: str, paragraph: str, max_chars: int) -> Iterator[s
         yield whole
         return
     sentences = _iter_sentences(paragraph)
-    units = (piece for s in sentences for piece in _cut_long(s, max_chars))
+    units: Iterator[str] = (piece for s in sentences for piece in _cut_long(s, max_chars))
     if prefix:
         units = _chain_first(_cut_long(prefix, max_chars), units)
     yield from _windows(units, max_chars)

@@ -18,8 +18,9 @@ How a passage is judged against a narrative, probe by probe (bot/matching/probes
   (or restates a statement nearly word for word) or the body supports the same narrative:
   short headlines are all topic and score high;
 - the article must pass the narrative's keyword guard (`require_any`), if it has one.
-The evidence is the supporting body passage (the title when only it supports) that is both
-closest to the narrative and most claim-like (score + probability).
+The evidence is the supporting body passage that is both closest to the claim's own wording
+(statements and claim examples, not reports of it) and most claim-like; when only the title
+supports, a body passage held back by nothing but a counter-example, else the title.
 The threshold applies to the embedding score, so an article in another language than the
 statements faces the same bar. The defaults were chosen on the eval data (README, "Quality").
 """
@@ -76,6 +77,7 @@ class _Entry:
     threshold: float
     statements: np.ndarray  # centred vectors of the positives
     statement_texts: tuple[str, ...]
+    claims: np.ndarray  # bool per positive: it states the claim (not a report of it)
     counters: np.ndarray  # centred vectors of the counter-examples
     learned: np.ndarray  # centred vectors of the counter-examples learned from 👎
     guard: KeywordGuard
@@ -88,6 +90,7 @@ class _Probes:
     """(probes × narratives) arrays for one article."""
 
     pos: np.ndarray  # best embedding score
+    claim: np.ndarray  # best embedding score against the positives that state the claim
     rank: np.ndarray  # best fused rank
     neg: np.ndarray  # best counter-example score (-1 without counter-examples)
     learned: np.ndarray  # best learned counter-example score (-1 without any)
@@ -104,6 +107,7 @@ class _Stacked:
     entries: tuple[_Entry, ...]
     statements: np.ndarray
     statement_starts: np.ndarray
+    claims: np.ndarray
     counters: np.ndarray
     counter_starts: np.ndarray
     counter_owners: np.ndarray
@@ -120,6 +124,7 @@ class _Stacked:
             entries=tuple(entries),
             statements=_vstack([e.statements for e in entries]),
             statement_starts=segment_starts([len(e.statements) for e in entries]),
+            claims=np.concatenate([e.claims for e in entries]) if entries else np.zeros(0, bool),
             counters=_vstack([entries[j].counters for j in with_counters]),
             counter_starts=segment_starts([len(entries[j].counters) for j in with_counters]),
             counter_owners=np.array(with_counters, dtype=int),
@@ -168,7 +173,9 @@ class NarrativeIndex:
         counters = self.centering.apply(embedder.encode(narrative.negatives))
         marked = self.centering.apply(embedder.encode(list(learned)))
         threshold = default if narrative.threshold is None else narrative.threshold
-        return _Entry(narrative, threshold, statements, positives, counters, marked,
+        claims = np.array([True] * len(narrative.statements) + [
+            e.label == "claim" for e in narrative.training if e.label != "counter"], dtype=bool)
+        return _Entry(narrative, threshold, statements, positives, claims, counters, marked,
                       KeywordGuard(narrative.require_any), KeywordGuard(narrative.subject),
                       ClaimClassifier(np.zeros(0, np.float32), 0.0))
 
@@ -213,7 +220,8 @@ class NarrativeIndex:
         if not ignore_thresholds:
             ok &= probes.pos >= stacked.thresholds
         names = _names(stacked, passages)
-        ok &= _about_subject(stacked, passages, names)[owner]
+        about = _about_subject(stacked, passages, names)
+        ok &= about[owner]
         supported = np.logical_or.reduceat(ok, starts, axis=0)
         top = _top_probes(probes, ok, starts)
         rank = np.take_along_axis(probes.rank, top, axis=0)
@@ -228,7 +236,12 @@ class NarrativeIndex:
         guarded = np.array([bool(e.guard.terms) and hit is None
                             for e, hit in zip(stacked.entries, hits, strict=True)])
         supported &= ~guarded
-        return [replace(_best(stacked.entries[j], j, passages, probes, top[:, j], supported[:, j]),
+        # a body passage that is about the subject, on the claim and claim-like, but held back
+        # by a counter-example: better evidence than the headline the alert already shows
+        quotable = about & (np.take_along_axis(probes.pos, top, 0) >= stacked.thresholds)
+        quotable &= np.take_along_axis(probes.prob, top, 0) >= self.min_probability
+        return [replace(_best(stacked.entries[j], j, passages, probes, top[:, j], supported[:, j],
+                              quotable[:, j]),
                         guard_hit=hits[j], guarded_out=bool(guarded[j]))
                 for j in range(len(stacked.entries))]
 
@@ -261,6 +274,8 @@ class NarrativeIndex:
         if self._lexical is not None:
             fused = sims + self.lexical_weight * self._lexical.similarity(texts)
         pos = np.maximum.reduceat(sims, stacked.statement_starts, axis=1)  # probes × narratives
+        claim = np.maximum.reduceat(np.where(stacked.claims, sims, -1.0),
+                                    stacked.statement_starts, axis=1)
         rank = np.maximum.reduceat(fused, stacked.statement_starts, axis=1)
         statement = np.zeros(pos.shape, dtype=int)
         for j, first in enumerate(stacked.statement_starts):
@@ -275,7 +290,7 @@ class NarrativeIndex:
             learned[:, stacked.learned_owners] = np.maximum.reduceat(
                 vectors @ stacked.learned.T, stacked.learned_starts, axis=1)
         prob = np.stack([e.classifier.probability(vectors) for e in stacked.entries], axis=1)
-        return _Probes(pos, rank, neg, learned, prob, statement)
+        return _Probes(pos, claim, rank, neg, learned, prob, statement)
 
 
 def _names(stacked: _Stacked, passages: Sequence[Passage]) -> np.ndarray:
@@ -322,14 +337,18 @@ def _title_rule(passages: Sequence[Passage], supported: np.ndarray, scores: np.n
 
 
 def _best(entry: _Entry, j: int, passages: Sequence[Passage], probes: _Probes,
-          top: np.ndarray, supported: np.ndarray) -> PassageScore:
-    """Narrative `j`'s best passage: its plainest supported body passage (the title when only
-    it supports), else its best-scoring passage."""
-    # the evidence is the passage that says the claim most plainly: close to it and claim-like
-    plainness = probes.pos[top, j] + probes.prob[top, j]
+          top: np.ndarray, supported: np.ndarray, quotable: np.ndarray) -> PassageScore:
+    """Narrative `j`'s best passage: its plainest supported body passage (when only the title
+    supports, its plainest quotable body passage, else the title), else its best-scoring
+    passage."""
+    # the evidence is the passage that says the claim itself most plainly, not the one that
+    # reports a reaction to it: closest to the claim's own wording, and claim-like
+    plainness = probes.claim[top, j] + probes.prob[top, j]
     if supported.any():
-        body = np.array([not p.title for p in passages]) & supported
-        pool = np.flatnonzero(body if body.any() else supported)
+        body = np.array([not p.title for p in passages])
+        pool = np.flatnonzero(body & supported)
+        if not len(pool):
+            pool = np.flatnonzero((body & quotable) if (body & quotable).any() else supported)
         i = int(pool[plainness[pool].argmax()])
     else:
         i = int(probes.pos[top, j].argmax())
@@ -339,7 +358,7 @@ def _best(entry: _Entry, j: int, passages: Sequence[Passage], probes: _Probes,
         threshold=entry.threshold, passage=passages[i], score=float(probes.pos[k, j]),
         counter_score=float(max(probes.neg[k, j], probes.learned[k, j])),
         statement=entry.statement_texts[int(probes.statement[k, j])],
-        supported=bool(supported[i]), rank=float(probes.rank[k, j]),
+        supported=bool(supported.any()), rank=float(probes.rank[k, j]),
         probability=float(probes.prob[k, j]))
 
 

@@ -13,6 +13,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -22,13 +23,14 @@ _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
-def terms(text: str) -> list[str]:
+@lru_cache(maxsize=2048)  # a passage and its sentences are scored once per narrative set
+def terms(text: str) -> tuple[str, ...]:
     """Folded words (≥ 3 letters) and, for Chinese runs, character bigrams."""
     folded = fold(text)
     out = [w for w in _WORD.findall(_HAN.sub(" ", folded)) if len(w) >= 3]
     for run in _HAN.findall(folded):
         out.extend(run[i:i + 2] for i in range(len(run) - 1))
-    return out
+    return tuple(out)
 
 
 class LexicalIndex:

@@ -72,15 +72,20 @@ class ArticlesStore(Database):
     """Articles and matches."""
 
     def unseen(self, articles: Sequence[Article]) -> list[Article]:
-        """Articles never processed: neither their key nor, from the same source, their text."""
+        """Articles never processed: neither their key nor, from the same source, their text or
+        their link (a feed that rotates GUIDs and edits a line is still the same article)."""
         fresh: list[Article] = []
         batch: set[str] = set()
         for article in articles:
+            link = article.url or "\0"  # no link: only key and text decide
             row = self._db.execute(
-                "SELECT 1 FROM articles WHERE key = ? OR (source = ? AND content_hash = ?)",
-                (article.key, article.source, article.content_hash)).fetchone()
-            if row is None and not {article.key, article.content_hash} & batch:
-                batch |= {article.key, article.content_hash}
+                "SELECT 1 FROM articles WHERE key = ? OR (source = ? AND content_hash = ?) "
+                "OR (source = ? AND url = ?)",
+                (article.key, article.source, article.content_hash, article.source,
+                 link)).fetchone()
+            seen = {article.key, article.content_hash} | ({link} if article.url else set())
+            if row is None and not seen & batch:
+                batch |= seen
                 fresh.append(article)
         return fresh
 

@@ -41,18 +41,38 @@ class Audience:
     """Chats and their preferences, stored beside the outbox in the same database."""
 
     def __init__(self, store: Database, channel: str | None,
-                 channel_narratives: Sequence[str] = (ALL,)) -> None:
+                 channel_narratives: Sequence[str] = (ALL,), language: str = "en") -> None:
+        """`language`: the channel's, and any chat's that never said (`[telegram] language`)."""
         self.store = store
         self.channel = channel
         self.channel_narratives = set(channel_narratives)
+        self.default_language = language
 
     # -- chats --------------------------------------------------------------------------
 
-    def register_chat(self, chat_id: str, kind: str, title: str = "") -> None:
+    def register_chat(self, chat_id: str, kind: str, title: str = "",
+                      language: str | None = None) -> None:
+        """`language`: the chat's until it chooses one (its user's Telegram language)."""
         with self.store.transaction() as db:
-            db.execute("INSERT INTO chats (chat_id, kind, title, joined_at) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT(chat_id) DO UPDATE SET active = 1, reason = NULL, "
-                       "title = excluded.title", (chat_id, kind, title, iso(utcnow())))
+            db.execute("INSERT INTO chats (chat_id, kind, title, joined_at, language) "
+                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET active = 1, "
+                       "reason = NULL, title = excluded.title, "
+                       "language = COALESCE(chats.language, excluded.language)",
+                       (chat_id, kind, title, iso(utcnow()), language))
+
+    def set_language(self, chat_id: str, language: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE chats SET language = ? WHERE chat_id = ?", (language, chat_id))
+
+    def chosen_language(self, chat_id: str) -> str | None:
+        """The language stored for the chat; None when it has none yet."""
+        row = self.store.db.execute("SELECT language FROM chats WHERE chat_id = ?",
+                                    (chat_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def language(self, chat_id: str) -> str:
+        """What the bot writes to this chat in: its own, else the default."""
+        return self.chosen_language(chat_id) or self.default_language
 
     def deactivate(self, chat_id: str, reason: str) -> None:
         """The chat blocked the bot or vanished: stop routing to it, keep its settings."""
@@ -171,9 +191,17 @@ class Audience:
             db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
                        "(article_key, narrative_id, user_id) DO UPDATE SET vote = excluded.vote",
                        (article_key, narrative_id, user_id, vote, outbox_id, iso(utcnow())))
-            return db.execute("SELECT COUNT(*) FROM feedback WHERE article_key = ? AND "
-                              "narrative_id = ? AND vote = 'wrong'",
-                              (article_key, narrative_id)).fetchone()[0]
+            wrong: int = db.execute("SELECT COUNT(*) FROM feedback WHERE article_key = ? AND "
+                                    "narrative_id = ? AND vote = 'wrong'",
+                                    (article_key, narrative_id)).fetchone()[0]
+            return wrong
+
+    def wrong_voters(self, article_key: str, narrative_id: str) -> set[int]:
+        """Who voted 👎 on that article for that narrative."""
+        rows = self.store.db.execute(
+            "SELECT user_id FROM feedback WHERE article_key = ? AND narrative_id = ? AND "
+            "vote = 'wrong'", (article_key, narrative_id))
+        return {r[0] for r in rows}
 
     def learn_counter_example(self, narrative_id: str, text: str, article_key: str) -> bool:
         """Keep `text` as a counter-example of the narrative; False if it already was one."""

@@ -1,5 +1,6 @@
 """Each feed's HTTP state and health: validators, the hash of the last body processed, last
-poll and error, back-off, and the pause after too many failures (the admins are told once).
+poll and error, back-off, the pause after too many failures (the admins are told once), and
+the last article page of the feed that could not be read (the item's own text was used).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class FeedHealth:
     paused_at: datetime | None
     articles_seen: int
     body_hash: str | None = None
+    page_error: str | None = None  # the last linked page that could not be read, and why
+    page_error_at: datetime | None = None
 
 
 class FeedsStore(Database):
@@ -75,6 +78,12 @@ class FeedsStore(Database):
                              (name,)).fetchone()
         return int(row[0]) if row else 0
 
+    def record_page_error(self, name: str, error: str) -> None:
+        """A linked page of this feed could not be read (the feed itself is fine)."""
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET page_error = ?, page_error_at = ? WHERE name = ?",
+                       (error, iso(utcnow()), name))
+
     def pause_feed(self, name: str, notice: str, admin_chats: Sequence[str]) -> bool:
         """Mark a long-failing feed paused and tell the admins, once; False if already paused."""
         at = iso(utcnow())
@@ -94,4 +103,5 @@ def _feed_from_row(row: sqlite3.Row) -> FeedHealth:
         last_poll_at=parse_time(row["last_poll_at"]), last_ok_at=parse_time(row["last_ok_at"]),
         last_error=row["last_error"], consecutive_errors=row["consecutive_errors"],
         retry_at=parse_time(row["retry_at"]), paused_at=parse_time(row["paused_at"]),
-        articles_seen=row["articles_seen"], body_hash=row["body_hash"])
+        articles_seen=row["articles_seen"], body_hash=row["body_hash"],
+        page_error=row["page_error"], page_error_at=parse_time(row["page_error_at"]))

@@ -10,6 +10,15 @@ was. A migration once released never changes: a later change is a new entry at t
    `feeds.body_hash` where a pre-release file lacks them.
 3. The audience (chats, subscriptions, mutes, feedback, learned counter-examples) and the
    stories of syndication, until then created by their own modules when first used.
+4. `paused_chats`: chats Telegram says the bot cannot reach (403, chat not found); their
+   deliveries wait until a probe succeeds.
+5. Sources: `pages` (the article pages already read), `stored_feeds` (feeds added from the
+   chat or imported from OPML) and `feeds.page_error` / `page_error_at` (the last article
+   page of a feed that could not be read).
+6. `chats.language`: the language a chat's messages are written in (/language, or its user's
+   Telegram language); NULL: `[telegram] language`.
+7. An index of articles by source and link: an article seen under another GUID (or another
+   tracking URL) is still seen.
 """
 
 from __future__ import annotations
@@ -199,6 +208,17 @@ CREATE INDEX IF NOT EXISTS stories_seen ON stories (seen_at);
 """
 
 
+_PAUSED_CHATS = """
+CREATE TABLE IF NOT EXISTS paused_chats (
+    chat_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    paused_at TEXT NOT NULL,
+    probe_at TEXT NOT NULL,     -- when reachability is checked again
+    probes INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
 Migration = Callable[[sqlite3.Connection, LanguageGuesser | None], None]
 
 
@@ -224,11 +244,47 @@ def _trends(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> N
     rebuild_volumes(db)
 
 
+_SOURCES = """
+CREATE TABLE IF NOT EXISTS pages (
+    url TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    published TEXT,
+    fetched_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pages_fetched ON pages (fetched_at);
+CREATE TABLE IF NOT EXISTS stored_feeds (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    interval_s REAL NOT NULL,
+    kind TEXT,                  -- feed, sitemap, telegram; NULL: told by the URL
+    origin TEXT NOT NULL,       -- chat or opml
+    added_by TEXT,              -- the user id, or the OPML file's name
+    tags TEXT NOT NULL DEFAULT '[]',  -- JSON list (the OPML folder)
+    added_at TEXT NOT NULL
+);
+"""
+
+
+def _sources(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> None:
+    _execute_script(db, _SOURCES)
+    _add_column(db, "feeds", "page_error TEXT")
+    _add_column(db, "feeds", "page_error_at TEXT")
+
+
+def _chat_languages(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> None:
+    _add_column(db, "chats", "language TEXT")  # en, ru: chosen, or the user's; NULL: default
+
+
 # version → what brings a file from the version before to it
 MIGRATIONS: dict[int, Migration] = {
     1: _script(_FIRST_RELEASE),
     2: _trends,
     3: _script(_AUDIENCE_AND_STORIES),
+    4: _script(_PAUSED_CHATS),
+    5: _sources,
+    6: _chat_languages,
+    7: _script("CREATE INDEX IF NOT EXISTS articles_url ON articles (source, url);\n"),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -4,7 +4,9 @@ Two tables share it: `outbox` (an article's alert, written in the transaction th
 the match) and `posts` (narrative-level messages: spike alerts, digests). A row goes
 pending → sending (recorded before the request leaves) → sent, or back to pending with a
 delay, or to failed. A row found `sending` after a crash is sent again and counted as
-interrupted: Telegram may show it twice, and every such duplicate is accounted for.
+interrupted: Telegram may show it twice, and every such duplicate is accounted for. Rows for a
+paused chat (bot/storage/pauses.py) are not due; `narrative-bot outbox` lists failed rows,
+requeues them or drops them (`OutboxEntry`, `requeue`, `drop`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.models import Alert, Evidence
-from bot.storage.sqlite import Database, iso, parse_time, utcnow
+from bot.storage.pauses import NOT_PAUSED
+from bot.storage.sqlite import Database, inserted_id, iso, parse_time, utcnow
 
 
 class Queue:
@@ -49,6 +52,25 @@ class Queue:
         db.execute(f"UPDATE {self.table} SET status = 'failed', attempts = attempts + 1, "
                    f"last_error = ? WHERE id = ?", (error, row_id))
 
+    def queued_at(self, db: sqlite3.Connection, row_id: int) -> datetime | None:
+        row = db.execute(f"SELECT created_at FROM {self.table} WHERE id = ?",
+                         (row_id,)).fetchone()
+        return None if row is None else parse_time(row[0])
+
+    def requeue(self, db: sqlite3.Connection, ids: Sequence[int] | None) -> int:
+        """Failed rows back to pending, as if new (attempts and the deadline start again)."""
+        args: list[object] = [iso(utcnow())]
+        return db.execute(f"UPDATE {self.table} SET status = 'pending', attempts = 0, "
+                          f"not_before = NULL, created_at = ? WHERE status = 'failed'"
+                          f"{_ids(ids, args)}", args).rowcount
+
+    def drop(self, db: sqlite3.Connection, ids: Sequence[int] | None) -> int:
+        """Forget failed rows (with `ids`, pending ones too): they will never be sent."""
+        args: list[object] = []
+        statuses = "('failed')" if ids is None else "('failed', 'pending')"
+        return db.execute(f"DELETE FROM {self.table} WHERE status IN {statuses}"
+                          f"{_ids(ids, args)}", args).rowcount
+
     def recover(self, db: sqlite3.Connection) -> int:
         """Sends cut off by a crash: back to pending, counted as interrupted."""
         return db.execute(f"UPDATE {self.table} SET status = 'pending', "
@@ -63,8 +85,31 @@ class Queue:
                    (f"duplicate after migration to {new_chat_id}", old_chat_id))
 
 
+def _ids(ids: Sequence[int] | None, args: list[object]) -> str:
+    if ids is None:
+        return ""
+    args += list(ids)
+    return f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+
+
 ALERTS = Queue("outbox")
 POSTS = Queue("posts")
+QUEUES = {"alert": ALERTS, "post": POSTS}
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One alert or post as `narrative-bot outbox list` shows it."""
+
+    kind: str  # 'alert' or 'post'
+    id: int
+    chat_id: str
+    status: str
+    attempts: int
+    interrupted: int
+    created_at: datetime | None
+    last_error: str | None
+    title: str
 
 
 @dataclass(frozen=True)
@@ -91,10 +136,10 @@ def queue_alerts(db: sqlite3.Connection, article_key: str,
     for chat_id, narrative_ids in pairs:
         chosen = [n for n in narrative_ids if n in matched]
         if chosen:
-            ids.append(db.execute(
+            ids.append(inserted_id(db.execute(
                 "INSERT INTO outbox (article_key, chat_id, narratives, origin_key, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (article_key, chat_id, json.dumps(chosen), origin_key, at)).lastrowid)
+                (article_key, chat_id, json.dumps(chosen), origin_key, at))))
     return ids
 
 
@@ -109,7 +154,8 @@ class AlertsStore(Database):
     def pending_alerts(self, limit: int = 100, now: datetime | None = None) -> list[Alert]:
         rows = self._db.execute(
             f"{_ALERT_SELECT} WHERE o.status = 'pending' AND (o.not_before IS NULL OR "
-            f"o.not_before <= ?) ORDER BY o.id LIMIT ?", (iso(now or utcnow()), limit)).fetchall()
+            f"o.not_before <= ?) AND o.{NOT_PAUSED} ORDER BY o.id LIMIT ?",
+            (iso(now or utcnow()), limit)).fetchall()
         return [self._alert_from_row(r) for r in rows]
 
     def alert(self, alert_id: int) -> StoredAlert | None:
@@ -145,6 +191,35 @@ class AlertsStore(Database):
     def mark_failed(self, alert_id: int, error: str) -> None:
         with self._tx() as db:
             ALERTS.failed(db, alert_id, error)
+
+    def queued_at(self, kind: str, row_id: int) -> datetime | None:
+        """When the alert (kind 'alert') or post ('post') was queued (or last requeued)."""
+        return QUEUES[kind].queued_at(self._db, row_id)
+
+    def outbox_entries(self, statuses: Sequence[str] = ("failed",)) -> list[OutboxEntry]:
+        """Alerts, then posts, with one of `statuses`, oldest first."""
+        marks = ", ".join("?" * len(statuses))
+        alerts = self._db.execute(
+            f"SELECT 'alert' AS what, o.id, o.chat_id, o.status, o.attempts, o.interrupted, "
+            f"o.created_at, o.last_error, a.title FROM outbox o JOIN articles a ON "
+            f"a.key = o.article_key WHERE o.status IN ({marks}) ORDER BY o.id", statuses)
+        posts = self._db.execute(
+            f"SELECT 'post' AS what, id, chat_id, status, attempts, interrupted, created_at, "
+            f"last_error, kind || ' ' || key AS title FROM posts WHERE status IN ({marks}) "
+            f"ORDER BY id", statuses)
+        return [OutboxEntry(r["what"], r["id"], r["chat_id"], r["status"], r["attempts"],
+                            r["interrupted"], parse_time(r["created_at"]), r["last_error"],
+                            r["title"]) for r in [*alerts, *posts]]
+
+    def requeue(self, kind: str, ids: Sequence[int] | None = None) -> int:
+        """Failed alerts or posts (all, or those `ids`) pending again; how many."""
+        with self._tx() as db:
+            return QUEUES[kind].requeue(db, ids)
+
+    def drop(self, kind: str, ids: Sequence[int] | None = None) -> int:
+        """Failed alerts or posts (all failed, or those `ids`, pending too) forgotten."""
+        with self._tx() as db:
+            return QUEUES[kind].drop(db, ids)
 
     def recover_interrupted(self) -> int:
         """Alerts and posts cut off by a crash: back to pending (resent), counted."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.storage.outbox import POSTS
-from bot.storage.sqlite import Database, iso, utcnow
+from bot.storage.pauses import NOT_PAUSED
+from bot.storage.sqlite import Database, inserted_id, iso, utcnow
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ def _queue_draft(db: sqlite3.Connection, draft: PostDraft, at: str | None) -> li
     if draft.chart is not None:  # stored once, however many chats get it
         chart_id = db.execute("INSERT INTO charts (png, created_at) VALUES (?, ?)",
                               (draft.chart, at)).lastrowid
-    return [db.execute("INSERT INTO posts (kind, key, chat_id, html, plain, chart_id, "
-                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (draft.kind, draft.key, chat, draft.html, draft.plain, chart_id,
-                        at)).lastrowid
+    return [inserted_id(db.execute(
+                "INSERT INTO posts (kind, key, chat_id, html, plain, chart_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (draft.kind, draft.key, chat, draft.html, draft.plain, chart_id, at)))
             for chat in new_chats]
 
 
@@ -118,8 +119,9 @@ class PostsStore(Database):
 
     def pending_posts(self, limit: int = 100, now: datetime | None = None) -> list[Post]:
         rows = self._db.execute(
-            "SELECT * FROM posts WHERE status = 'pending' AND (not_before IS NULL OR "
-            "not_before <= ?) ORDER BY id LIMIT ?", (iso(now or utcnow()), limit)).fetchall()
+            f"SELECT * FROM posts WHERE status = 'pending' AND (not_before IS NULL OR "
+            f"not_before <= ?) AND {NOT_PAUSED} ORDER BY id LIMIT ?",
+            (iso(now or utcnow()), limit)).fetchall()
         return [_post_from_row(r) for r in rows]
 
     def chart(self, chart_id: int) -> Chart:

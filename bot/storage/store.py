@@ -21,8 +21,11 @@ from bot.storage.articles import (
 from bot.storage.feeds import FeedHealth, FeedsStore
 from bot.storage.meta import MetaStore
 from bot.storage.migrations import SCHEMA_VERSION, LanguageGuesser, MigrationError, migrate
-from bot.storage.outbox import AlertsStore, Delivery, StoredAlert
+from bot.storage.outbox import AlertsStore, Delivery, OutboxEntry, StoredAlert
+from bot.storage.pages import CachedPage, PagesStore
+from bot.storage.pauses import PausedChat, PausesStore
 from bot.storage.posts import Chart, Notice, Post, PostDraft, PostsStore, PostStatus
+from bot.storage.sources import SourcesStore, StoredFeed
 from bot.storage.sqlite import iso, parse_time
 from bot.storage.stories import Copy, OriginStory, StoriesStore, Story
 from bot.storage.volumes import UNDETERMINED, SpikeState, Volume, VolumesStore, volume_hour
@@ -31,6 +34,7 @@ __all__ = [
     "ARTICLE_TEXT_CHARS",
     "SCHEMA_VERSION",
     "UNDETERMINED",
+    "CachedPage",
     "Chart",
     "Copy",
     "Delivery",
@@ -40,6 +44,8 @@ __all__ = [
     "MigrationError",
     "Notice",
     "OriginStory",
+    "OutboxEntry",
+    "PausedChat",
     "Post",
     "PostDraft",
     "PostStatus",
@@ -48,6 +54,7 @@ __all__ = [
     "Store",
     "StoredAlert",
     "StoredArticle",
+    "StoredFeed",
     "Story",
     "Volume",
     "VotedArticle",
@@ -58,7 +65,7 @@ __all__ = [
 
 
 class Store(FeedsStore, ArticlesStore, AlertsStore, VolumesStore, PostsStore, StoriesStore,
-            MetaStore):
+            MetaStore, PausesStore, PagesStore, SourcesStore):
     """All state but the audience's. `guess_language` is only needed to open a file from the
     first release (its articles' languages are guessed as it migrates)."""
 

@@ -79,6 +79,14 @@ class StoriesStore(Database):
             (origin_key,)).fetchall()
         return [Copy(*row) for row in rows]
 
+    def story_sources(self, origin_key: str) -> set[str]:
+        """The sources of a story: its origin's and every copy's listed under it."""
+        rows = self._db.execute(
+            "SELECT source FROM articles WHERE key = ? UNION SELECT a.source FROM stories s "
+            "JOIN articles a ON a.key = s.article_key WHERE s.origin_key = ?",
+            (origin_key, origin_key)).fetchall()
+        return {r[0] for r in rows}
+
     def origin_of(self, article_key: str) -> str | None:
         row = self._db.execute("SELECT origin_key FROM stories WHERE article_key = ?",
                                (article_key,)).fetchone()

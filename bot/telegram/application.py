@@ -23,8 +23,10 @@ from telegram.request import HTTPXRequest
 
 from bot.config import Config
 from bot.telegram.commands.feedback import on_button
+from bot.telegram.concurrency import ChatOrderedProcessor
 from bot.telegram.context import BotData, Context, Services
 from bot.telegram.format import MAX_COMMAND_DESCRIPTION
+from bot.telegram.i18n import DEFAULT, LANGUAGES, gettext_for
 from bot.telegram.registry import COMMANDS, command_handler, on_unknown
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,11 @@ BotApplication = Application[ExtBot[None], Context, dict[Any, Any], dict[Any, An
 
 
 def telegram_request(config: Config) -> HTTPXRequest:
-    """HTTP client for the Bot API with `[telegram] send_timeout` as its read/write timeout."""
+    """HTTP client for the Bot API with `[telegram] send_timeout` as its read/write timeout,
+    through `[telegram] proxy` when one is set."""
     seconds = config.telegram.send_timeout.total_seconds()
-    return HTTPXRequest(connect_timeout=10.0, read_timeout=seconds, write_timeout=seconds)
+    return HTTPXRequest(connect_timeout=10.0, read_timeout=seconds, write_timeout=seconds,
+                        proxy=config.telegram.proxy)
 
 
 def rate_limiter(config: Config) -> AIORateLimiter | None:
@@ -46,7 +50,8 @@ def rate_limiter(config: Config) -> AIORateLimiter | None:
 
 def make_bot(config: Config, token: str) -> ExtBot[None]:
     """A bot that only sends (delivery without chat commands)."""
-    return ExtBot(token, base_url=config.telegram.api_base_url, rate_limiter=rate_limiter(config),
+    return ExtBot(token, base_url=config.telegram.api_base_url,
+                  rate_limiter=rate_limiter(config),  # type: ignore[arg-type]  # PTB generics
                   request=telegram_request(config))
 
 
@@ -61,9 +66,13 @@ def build_application(token: str, services: Services) -> BotApplication:
     builder = (ApplicationBuilder().token(token).base_url(config.telegram.api_base_url)
                .request(telegram_request(config))
                .context_types(ContextTypes(context=Context, bot_data=BotData))
-               .job_queue(None).concurrent_updates(False))
+               .job_queue(None)
+               # concurrent across chats, in order within one, a command budget per user
+               .concurrent_updates(ChatOrderedProcessor(config.telegram.commands_per_minute)))
     if (limiter := rate_limiter(config)) is not None:
-        builder = builder.rate_limiter(limiter)
+        builder = builder.rate_limiter(limiter)  # type: ignore[arg-type]  # PTB generics
+    if config.telegram.proxy:  # long polling for updates goes through it too
+        builder = builder.get_updates_proxy(config.telegram.proxy)
     app = builder.build()
     app.bot_data.services = services
     new_messages = filters.UpdateType.MESSAGE
@@ -77,6 +86,9 @@ def build_application(token: str, services: Services) -> BotApplication:
 
 
 async def register_commands(app: BotApplication) -> None:
-    """Publish COMMANDS (the menu Telegram shows next to the message box)."""
-    await app.bot.set_my_commands([BotCommand(c.name, c.help[:MAX_COMMAND_DESCRIPTION])
-                                   for c in COMMANDS])
+    """Publish COMMANDS (the menu Telegram shows next to the message box): in each language
+    we speak (Telegram picks the user's), English for everyone else."""
+    for language in (*(lang for lang in LANGUAGES if lang != DEFAULT), None):
+        _ = gettext_for(language)
+        await app.bot.set_my_commands([BotCommand(c.name, _(c.help)[:MAX_COMMAND_DESCRIPTION])
+                                       for c in COMMANDS], language_code=language)

@@ -9,25 +9,70 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from telegram import Chat
+from telegram import Bot, Chat
 from telegram.ext import CallbackContext, ExtBot
 
-from bot.config import Config, Narrative
+from bot.config import Config, FeedConfig, Narrative
 from bot.matching.index import PassageScore
 from bot.models import Passage
 from bot.storage.audience import Audience
 from bot.storage.store import Store
 from bot.telegram.buttons import ButtonSigner
+from bot.telegram.i18n import N_
+from bot.telegram.permissions import MemberCache, may_change_chat
 
-REFUSED = "Sorry, only the bot's admins may do that."
-SORRY = "Something went wrong; the admins can see the log."  # a handler failed
+# marked for the catalogue; translated where they are sent (bot.telegram.i18n)
+REFUSED = N_("Sorry, only the bot's admins may do that.")
+SORRY = N_("Something went wrong; the admins can see the log.")  # a handler failed
+
+
+class ListedSource(Protocol):
+    """A feed the bot polls and where it comes from ("config", "chat" or "opml")."""
+
+    @property
+    def feed(self) -> FeedConfig: ...
+
+    @property
+    def origin(self) -> str: ...
+
+
+class AddedSource(Protocol):
+    """What adding a feed did: the feed kept, its title and item count, or why not."""
+
+    @property
+    def feed(self) -> FeedConfig | None: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def items(self) -> int: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+class FeedManager(Protocol):
+    """The feeds of config.toml and those added from the chat (bot.app.feedlist)."""
+
+    def listed(self) -> Sequence[ListedSource]: ...
+
+    async def add(self, url: str, *, name: str | None = None,
+                  interval: timedelta | None = None,
+                  added_by: str | None = None) -> AddedSource: ...
+
+    def remove(self, name: str) -> str | None:
+        """None when removed; else why not."""
 
 
 class Services(Protocol):
     """Everything the handlers use, provided by the app."""
+
+    @property
+    def feeds(self) -> FeedManager: ...
 
     @property
     def config(self) -> Config: ...
@@ -78,9 +123,13 @@ def chat_key(services: Services, chat: Chat) -> str:
 
 
 class BotData:
-    """PTB's bot_data: made empty by PTB, given its services once by `build_application`."""
+    """PTB's bot_data: made empty by PTB, given its services once by `build_application`;
+    the getChatMember answers it caches (bot.telegram.permissions)."""
 
     services: Services
+
+    def __init__(self) -> None:
+        self.members = MemberCache()
 
 
 class Context(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]):
@@ -100,6 +149,9 @@ class Request:
     user_id: int | None
     args: list[str]
     rest: str  # everything after the command, line breaks kept
+    bot: Bot | None = None  # asked who the chat's admins are (None: nobody is)
+    members: MemberCache | None = None
+    language: str = "en"  # the reply's language (bot.telegram.i18n)
 
     @property
     def chat_id(self) -> str:
@@ -108,6 +160,14 @@ class Request:
     @property
     def is_admin(self) -> bool:
         return is_admin(self.services, self.user_id)
+
+    async def may_change_chat(self) -> bool:
+        """May the sender change settings for the whole chat (private: yes; a group: its
+        admins and the bot's)?"""
+        if self.bot is None or self.members is None:
+            return self.chat.type == "private" or self.is_admin
+        return await may_change_chat(self.services.config.telegram, self.members, self.bot,
+                                     self.chat, self.user_id)
 
 
 @dataclass(frozen=True)

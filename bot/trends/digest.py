@@ -105,7 +105,7 @@ class DigestMessages(Protocol):
     def caption(self) -> Text: ...
 
 
-DigestRenderer = Callable[[Digest], DigestMessages]
+DigestRenderer = Callable[[Digest, str], DigestMessages]  # (digest, language) → messages
 
 
 def collect(store: Store, titles: Mapping[str, str], start: datetime,
@@ -180,11 +180,14 @@ class Digester:
     """Queues due digests (scheduled by bot.app.schedule; also run once at start-up to catch up)."""
 
     def __init__(self, store: Store, trends: TrendsConfig,
-                 titles: Callable[[], Mapping[str, str]], render: DigestRenderer) -> None:
+                 titles: Callable[[], Mapping[str, str]], render: DigestRenderer,
+                 language_of: Callable[[str], str] | None = None) -> None:
+        """`language_of`: the language each chat reads (English when not given)."""
         self.store = store
         self.trends = trends
         self.titles = titles
         self.render = render
+        self.language_of = language_of or (lambda chat: "en")
 
     async def run(self, cfg: DigestConfig, now: datetime | None = None) -> list[int]:
         """Queue the digest of the latest due period unless it was queued already; the ids."""
@@ -207,7 +210,7 @@ class Digester:
                         "earlier missed periods, if any, are skipped", cfg.chat_id, iso(due))
         data = gather(self.store, cfg, due, self.titles(), self.trends)
         digest = await asyncio.to_thread(compose, cfg, due, data, self.trends, late=late)
-        rendered = self.render(digest)
+        rendered = self.render(digest, self.language_of(cfg.chat_id))
         text, caption = rendered.text, rendered.caption
         drafts = [PostDraft("digest", key, (cfg.chat_id,), text.html, text.plain)]
         if digest.chart is not None:

@@ -291,7 +291,8 @@ def top_narratives(volumes: Iterable[Volume], titles: Mapping[str, str], now: da
 # -- the stateful part: spike checks on a schedule ------------------------------------------
 
 
-SpikeRenderer = Callable[[SpikeCheck], tuple[str, str]]  # → (html, plain)
+SpikeRenderer = Callable[[SpikeCheck, str], tuple[str, str]]  # (spike, language) → html, plain
+LanguageOf = Callable[[str], str]  # chat id → the language it reads
 ChartRenderer = Callable[[DailySeries], bytes]
 ChatsFor = Callable[[str], Sequence[str]]
 SPIKE_CHART_DAYS = 30
@@ -316,13 +317,16 @@ class SpikeMonitor:
 
     def __init__(self, store: Store, cfg: TrendsConfig, titles: Callable[[], Mapping[str, str]],
                  chats_for: ChatsFor, render: SpikeRenderer,
-                 chart: ChartRenderer | None = None) -> None:
+                 chart: ChartRenderer | None = None,
+                 language_of: LanguageOf | None = None) -> None:
+        """`language_of`: each chat's language (the alert is written once per language)."""
         self.store = store
         self.cfg = cfg
         self.titles = titles
         self.chats_for = chats_for
         self.render = render
         self.chart = chart
+        self.language_of: LanguageOf = language_of or (lambda chat: "en")
 
     async def check(self, now: datetime | None = None) -> SpikeDecision:
         """One check; returns what it decided (new spikes were flagged and queued)."""
@@ -344,7 +348,9 @@ class SpikeMonitor:
 
     async def _alert(self, spike: SpikeCheck, volumes: Sequence[Volume]) -> None:
         chats = tuple(self.chats_for(spike.narrative_id))
-        html, plain = self.render(spike)
+        by_language: dict[str, list[str]] = {}
+        for chat in chats:
+            by_language.setdefault(self.language_of(chat), []).append(chat)
         chart = None
         if self.chart is not None and chats:
             try:
@@ -354,8 +360,9 @@ class SpikeMonitor:
                 log.exception("spike chart for %s failed", spike.narrative_id)
         key = f"spike:{spike.narrative_id}:{spike.window_end.isoformat()}"
         details = json.dumps(asdict(spike), default=str)
-        ids = self.store.open_spike(spike.narrative_id, spike.z, spike.count, details,
-                                    [PostDraft("spike", key, chats, html, plain, chart)])
+        drafts = [PostDraft("spike", key, tuple(group), *self.render(spike, language), chart)
+                  for language, group in by_language.items()]
+        ids = self.store.open_spike(spike.narrative_id, spike.z, spike.count, details, drafts)
         log.warning("spike: %s has %d matches in the window (median %.1f, z=%.1f, %d sources);"
                     " %d alert(s) queued", spike.narrative_id, spike.count,
                     spike.baseline_median, spike.z, spike.distinct_sources, len(ids))

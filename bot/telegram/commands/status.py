@@ -9,10 +9,11 @@ from bot.config import ConfigError
 from bot.telegram.commands.subscriptions import register_chat
 from bot.telegram.context import Request
 from bot.telegram.format import cut, esc, listing, span, trim, when
+from bot.telegram.i18n import N_, Voice
 
-HELP_START = ("👋 I alert analysts when news feeds push known narratives.\n"
-              "/subscribe all (or /subscribe &lt;id&gt;) to get alerts here, /narratives to see "
-              "them, /help for every command.")
+HELP_START = N_("👋 I alert analysts when news feeds push known narratives.\n"
+                "/subscribe all (or /subscribe &lt;id&gt;) to get alerts here, /narratives to "
+                "see them, /help for every command.")
 MATCH_WINDOW = timedelta(days=7)
 MAX_SCORE_CHARS = 20_000
 PASSAGE_CHARS = 240
@@ -20,58 +21,73 @@ PASSAGE_CHARS = 240
 
 async def cmd_start(req: Request) -> str:
     register_chat(req)
-    return HELP_START
+    return Voice(req.language).gettext(HELP_START)
 
 
 async def cmd_narratives(req: Request) -> str:
-    s = req.services
+    s, _ = req.services, Voice(req.language).gettext
     counts = s.store.match_counts(datetime.now(UTC) - MATCH_WINDOW)
     default = s.config.matching.threshold
-    entries = [f"• <b>{esc(n.id)}</b> — {esc(n.title)}\n   threshold "
-               f"{default if n.threshold is None else n.threshold:.2f} · "
-               f"{counts.get(n.id, 0)} matches in 7 days" for n in s.narratives]
+    line = _("• <b>{id}</b> — {title}\n   threshold {threshold} · {count} matches in 7 days")
+    entries = [line.format(id=esc(n.id), title=esc(n.title_in(req.language)),
+                           threshold=f"{default if n.threshold is None else n.threshold:.2f}",
+                           count=counts.get(n.id, 0)) for n in s.narratives]
     if not entries:
-        return "No narratives are loaded."
-    return listing(f"<b>{len(entries)} narratives</b> (/subscribe &lt;id&gt;)", entries)
+        return _("No narratives are loaded.")
+    return listing(_("<b>{n} narratives</b> (/subscribe &lt;id&gt;)").format(n=len(entries)),
+                   entries, voice=Voice(req.language))
 
 
 async def cmd_status(req: Request) -> str:
-    s = req.services
+    s, voice = req.services, Voice(req.language)
+    _ = voice.gettext
     counts = s.store.counts()
     last = s.last_cycle_at()
     now = datetime.now(UTC)
+    cycle = _("last cycle: {when}").format(when=when(last, voice))
+    if last:
+        cycle += " " + _("({span} ago)").format(span=span(now - last, voice))
     return "\n".join([
-        "<b>narrative-bot status</b>",
-        f"uptime: {span(now - s.started_at)}",
-        f"last cycle: {when(last)}" + (f" ({span(now - last)} ago)" if last else ""),
-        f"queue: {counts['alerts_pending']} alert(s) pending",
-        f"model: {esc(s.model_name)}",
-        f"narratives loaded: {len(s.narratives)}",
-        f"articles: {counts['articles']} · matches: {counts['matches']} · "
-        f"sent: {counts['alerts_sent']} · failed: {counts['alerts_failed']}",
+        _("<b>narrative-bot status</b>"),
+        _("uptime: {span}").format(span=span(now - s.started_at, voice)),
+        cycle,
+        _("queue: {n} alert(s) pending").format(n=counts["alerts_pending"]),
+        _("model: {name}").format(name=esc(s.model_name)),
+        _("narratives loaded: {n}").format(n=len(s.narratives)),
+        _("articles: {articles} · matches: {matches} · sent: {sent} · failed: {failed}").format(
+            articles=counts["articles"], matches=counts["matches"], sent=counts["alerts_sent"],
+            failed=counts["alerts_failed"]),
     ])
 
 
 async def cmd_score(req: Request) -> str:
+    voice = Voice(req.language)
+    _ = voice.gettext
     text = req.rest.strip()[:MAX_SCORE_CHARS]
     if not text:
-        return "Usage: /score &lt;text&gt; — scores the text against every narrative."
+        return _("Usage: /score &lt;text&gt; — scores the text against every narrative.")
     passages, scores = await asyncio.to_thread(req.services.score, "", text)
     if not scores:
-        return "Nothing to score (no narratives loaded, or no text)."
+        return _("Nothing to score (no narratives loaded, or no text).")
+    titles = {n.id: n.title_in(req.language) for n in req.services.narratives}
+    numbers = _("score {score} / threshold {threshold} · counter {counter}")
+    verdicts = {True: _("✅ <b>MATCH</b>"), False: _("— no match")}
     entries = [
-        f"{'✅ <b>MATCH</b>' if s.supported else '— no match'} · <b>{esc(s.narrative_title)}</b>"
-        f"\n   score {s.score:.2f} / threshold {s.threshold:.2f} · counter {s.counter_score:.2f}"
-        f"\n   <i>{esc(trim(s.passage.text, PASSAGE_CHARS))}</i>"
+        f"{verdicts[s.supported]} · "
+        f"<b>{esc(titles.get(s.narrative_id, s.narrative_title))}</b>\n   "
+        + numbers.format(score=f"{s.score:.2f}", threshold=f"{s.threshold:.2f}",
+                         counter=f"{s.counter_score:.2f}")
+        + f"\n   <i>{esc(trim(s.passage.text, PASSAGE_CHARS))}</i>"
         for s in sorted(scores, key=lambda s: -s.score)]
-    return listing(f"Scored {len(passages)} passage(s):", entries)
+    return listing(_("Scored {n} passage(s):").format(n=len(passages)), entries, voice=voice)
 
 
 async def cmd_reload(req: Request) -> str:
     """Admins only (the registry refuses everyone else)."""
+    _ = Voice(req.language).gettext
     try:
         summary = await req.services.reload()
     except ConfigError as exc:
-        return ("⚠️ Narratives not reloaded; the previous set stays active.\n"
+        return (_("⚠️ Narratives not reloaded; the previous set stays active.") + "\n"
                 + esc(cut(str(exc), 3000)))
     return f"✅ {esc(summary)}"

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from babel.dates import format_date
+
 from bot.telegram.commands.args import duration, find_narrative
 from bot.telegram.context import Photo, Request, Services
 from bot.telegram.format import (
@@ -17,17 +19,21 @@ from bot.telegram.format import (
     trim,
     utf16_len,
 )
+from bot.telegram.i18n import N_, Translate, Voice
 from bot.trends.charts import render_trend
 from bot.trends.spikes import daily_series, top_narratives
 
-TREND_USAGE = ("Usage: /trend &lt;id&gt; [30d] [by source|by language] — a chart of daily "
-               "matches (ids: /narratives)")
+TREND_USAGE = N_("Usage: /trend &lt;id&gt; [30d] [by source|by language] — a chart of daily "
+                 "matches (ids: /narratives)")
 TREND_DAYS, MAX_TREND_DAYS = 30, 365
 TOP_PERIOD, MAX_TOP_PERIOD = timedelta(days=7), timedelta(days=365)
 STACKS = {"source": "source", "sources": "source", "language": "language",
           "languages": "language"}
-WEEKDAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
-                 "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
+EVERY_WEEKDAY = {"mon": N_("every Monday"), "tue": N_("every Tuesday"),
+                 "wed": N_("every Wednesday"), "thu": N_("every Thursday"),
+                 "fri": N_("every Friday"), "sat": N_("every Saturday"),
+                 "sun": N_("every Sunday")}
+STACK_NAMES = {"source": N_("by source"), "language": N_("by language")}
 
 
 def _chat_timezone(req: Request) -> str:
@@ -36,41 +42,44 @@ def _chat_timezone(req: Request) -> str:
                  if d.chat_id == req.chat_id), "UTC")
 
 
-def _known_titles(s: Services) -> dict[str, str]:
+def _known_titles(s: Services, language: str = "en") -> dict[str, str]:
     """Loaded narratives, and those that only live on in stored matches."""
-    return {**s.store.narrative_titles(), **{n.id: n.title for n in s.narratives}}
+    return {**s.store.narrative_titles(), **{n.id: n.title_in(language) for n in s.narratives}}
 
 
-def _counted(pairs: Sequence[tuple[str, int]], limit: int = 3) -> str:
+def _counted(pairs: Sequence[tuple[str, int]], _: Translate, limit: int = 3) -> str:
     shown = ", ".join(f"{esc(trim(k, 40))} {n}" for k, n in pairs[:limit])
-    return shown + (f", +{len(pairs) - limit} more" if len(pairs) > limit else "")
+    more = len(pairs) - limit
+    return shown + (_(", +{n} more").format(n=more) if more > 0 else "")
 
 
-def _trend_options(narrative_id: str, rest: list[str]) -> tuple[int, str] | str:
+def _trend_options(narrative_id: str, rest: list[str], _: Translate) -> tuple[int, str] | str:
     """(days, stacked by) from what follows the id, or the reply that refuses them."""
     days, by = TREND_DAYS, "language"
     if rest and rest[0] not in ("by", *STACKS):
         period = duration(rest.pop(0))
         if period is None or not timedelta(days=2) <= period <= timedelta(days=MAX_TREND_DAYS):
-            return f"The period must be 2d to {MAX_TREND_DAYS}d, e.g. /trend {narrative_id} 30d."
+            return _("The period must be 2d to {max}d, e.g. /trend {id} 30d.").format(
+                max=MAX_TREND_DAYS, id=narrative_id)
         days = max(2, round(period / timedelta(days=1)))
     if rest and rest[0] == "by":
         rest.pop(0)
     if rest:
         by = STACKS.get(rest.pop(0), "")
-    return TREND_USAGE if not by or rest else (days, by)
+    return _(TREND_USAGE) if not by or rest else (days, by)
 
 
 async def cmd_trend(req: Request) -> str | Photo:
-    s = req.services
+    s, _ = req.services, Voice(req.language).gettext
     args = [a.casefold() for a in req.args]
     if not args:
-        return TREND_USAGE
-    titles = _known_titles(s)
+        return _(TREND_USAGE)
+    titles = _known_titles(s, req.language)
     narrative_id = find_narrative(args[0], titles)
     if narrative_id is None:
-        return f"unknown narrative '{esc(trim(req.args[0], 60))}'; see /narratives"
-    options = _trend_options(narrative_id, args[1:])
+        return _("unknown narrative '{id}'; see /narratives").format(
+            id=esc(trim(req.args[0], 60)))
+    options = _trend_options(narrative_id, args[1:], _)
     if isinstance(options, str):
         return options
     days, by = options
@@ -90,12 +99,16 @@ async def cmd_trend(req: Request) -> str | Photo:
     other = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
     layers = sorted(((k, sum(c)) for k, c in series.stacks.items()), key=lambda kv: -kv[1])
     lines = [f"<b>{esc(trim(titles[narrative_id], 200))}</b>",
-             f"{series.total} matches in {days} days ({esc(zone)} days)"]
+             _("{total} matches in {days} days ({zone} days)").format(
+                 total=series.total, days=days, zone=esc(zone))]
     if series.total:
-        lines.append(f"by {by}: {_counted(layers, 5)}")
-        lines.append(f"{'sources' if by == 'language' else 'languages'}: {_counted(other, 5)}")
+        lines.append(f"{_(STACK_NAMES[by])}: {_counted(layers, _, 5)}")
+        others = _("sources: {names}") if by == "language" else _("languages: {names}")
+        lines.append(others.format(names=_counted(other, _, 5)))
     if series.spike_days:
-        lines.append("spike days: " + ", ".join(f"{d:%d %b}" for d in sorted(series.spike_days)))
+        lines.append(_("spike days: {days}").format(
+            days=", ".join(format_date(d, "dd MMM", locale=req.language)
+                           for d in sorted(series.spike_days))))
     caption = "\n".join(lines)
     if utf16_len(caption) > MAX_CAPTION_UTF16:
         caption = "\n".join(lines[:2])
@@ -103,39 +116,54 @@ async def cmd_trend(req: Request) -> str | Photo:
 
 
 async def cmd_top(req: Request) -> str:
-    s = req.services
+    s, voice = req.services, Voice(req.language)
+    _ = voice.gettext
     period = TOP_PERIOD
     if req.args:
-        period = duration(req.args[0]) if len(req.args) == 1 else None
-        if period is None or not timedelta(hours=1) <= period <= MAX_TOP_PERIOD:
-            return "Usage: /top [24h|7d|30d] — narratives ranked by matches in that period."
+        asked = duration(req.args[0]) if len(req.args) == 1 else None
+        if asked is None or not timedelta(hours=1) <= asked <= MAX_TOP_PERIOD:
+            return _("Usage: /top [24h|7d|30d] — narratives ranked by matches in that period.")
+        period = asked
     at = datetime.now(UTC)
     volumes = s.store.volumes(at - 2 * period - timedelta(hours=1))
-    entries = top_narratives(volumes, _known_titles(s), at, period)
-    label = span(period)
+    entries = top_narratives(volumes, _known_titles(s, req.language), at, period)
+    label = span(period, voice)
     if not entries:
-        return f"No matches in the last {label} or the {label} before."
-    lines = [f"{n}. <b>{esc(trim(e.title, 120))}</b> (<code>{esc(e.narrative_id)}</code>)\n"
-             f"   {e.count} matches · {esc(format_change(e.count, e.previous))} "
-             f"(was {e.previous})"
-             + (f"\n   sources: {_counted(e.sources)}" if e.sources else "")
-             + (f"\n   languages: {_counted(e.languages)}" if e.languages else "")
+        return _("No matches in the last {span} or the {span} before.").format(span=label)
+    counts = _("{count} matches · {change} (was {previous})")
+    lines = [f"{n}. <b>{esc(trim(e.title, 120))}</b> (<code>{esc(e.narrative_id)}</code>)\n   "
+             + counts.format(count=e.count, previous=e.previous,
+                             change=esc(_change(e.count, e.previous, _)))
+             + ("\n   " + _("sources: {names}").format(names=_counted(e.sources, _))
+                if e.sources else "")
+             + ("\n   " + _("languages: {names}").format(names=_counted(e.languages, _))
+                if e.languages else "")
              for n, e in enumerate(entries, start=1)]
-    return listing(f"📊 <b>Top narratives, last {label}</b> (change vs the {label} before)",
-                   lines)
+    return listing(_("📊 <b>Top narratives, last {span}</b> (change vs the {span} before)")
+                   .format(span=label), lines, voice=voice)
+
+
+def _change(count: int, previous: int, _: Translate) -> str:
+    text = format_change(count, previous)
+    return _("new") if text == "new" else text
+
+
+DIGEST_LINES = {"daily": N_("• <b>Daily</b> digest every day at {time} ({zone}): the last 24 "
+                            "hours, each narrative's matches, change and top articles, and a "
+                            "chart"),
+                "weekly": N_("• <b>Weekly</b> digest {every} at {time} ({zone}): the "
+                             "last 7 days, each narrative's matches, change and top articles, "
+                             "and a chart")}
 
 
 async def cmd_digest(req: Request) -> str:
+    _ = Voice(req.language).gettext
     digests = [d for d in req.services.config.digests if d.chat_id == req.chat_id]
     if not digests:
-        return ("No digest is set up for this chat. Admins add one in config.toml:\n"
+        return (_("No digest is set up for this chat. Admins add one in config.toml:") + "\n"
                 f"<code>[[digests]]\nchat = \"{esc(req.chat_id)}\"\nevery = \"daily\"  "
                 "# or \"weekly\"\ntime = \"09:00\"\ntimezone = \"Asia/Almaty\"</code>")
-    lines = []
-    for d in digests:
-        every = f"every {WEEKDAY_NAMES[d.weekday]}" if d.every == "weekly" else "every day"
-        period = "the last 7 days" if d.every == "weekly" else "the last 24 hours"
-        lines.append(f"• <b>{d.every.capitalize()}</b> digest {every} at {esc(d.time)} "
-                     f"({esc(d.timezone)}): {period}, each narrative's matches, change and top "
-                     "articles, and a chart")
-    return "\n".join(["🗞 <b>Digests for this chat</b>", *lines])
+    lines = [_(DIGEST_LINES[d.every]).format(every=_(EVERY_WEEKDAY[d.weekday]),
+                                             time=esc(d.time), zone=esc(d.timezone))
+             for d in digests]
+    return "\n".join([_("🗞 <b>Digests for this chat</b>"), *lines])
