@@ -21,7 +21,7 @@ from bot.models import Passage
 from bot.storage.audience import Audience
 from bot.storage.store import Store
 from bot.telegram.buttons import ButtonSigner
-from bot.telegram.i18n import N_
+from bot.telegram.i18n import N_, Voice
 from bot.telegram.permissions import MemberCache, may_change_chat
 
 # marked for the catalogue; translated where they are sent (bot.telegram.i18n)
@@ -156,6 +156,11 @@ class Request:
     @property
     def chat_id(self) -> str:
         return chat_key(self.services, self.chat)
+
+    @property
+    def voice(self) -> Voice:
+        """How the reply is written: the sender's (or the chat's) language."""
+        return Voice(self.language)
 
     @property
     def is_admin(self) -> bool:

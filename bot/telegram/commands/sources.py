@@ -26,7 +26,7 @@ def _is_channel_arg(arg: str, channel: str | None) -> bool:
 
 def _scope(req: Request) -> tuple[str, list[str], str] | str:
     """(chat key, remaining args, 'here' or 'in the channel …'), or a refusal to reply with."""
-    _ = Voice(req.language).gettext
+    _ = req.voice.gettext
     args = list(req.args)
     channel = req.services.audience.channel
     if not args or not _is_channel_arg(args[0], channel):
@@ -55,7 +55,7 @@ def _unknown_source(args: Sequence[str], voice: Voice) -> str:
 
 
 async def cmd_mute(req: Request) -> str:
-    voice = Voice(req.language)
+    voice = req.voice
     _ = voice.gettext
     scoped = _scope(req)
     if isinstance(scoped, str):
@@ -79,7 +79,7 @@ async def cmd_mute(req: Request) -> str:
 
 
 async def cmd_unmute(req: Request) -> str:
-    voice = Voice(req.language)
+    voice = req.voice
     _ = voice.gettext
     scoped = _scope(req)
     if isinstance(scoped, str):
@@ -100,7 +100,7 @@ async def cmd_unmute(req: Request) -> str:
 
 
 async def cmd_muted(req: Request) -> str:
-    voice = Voice(req.language)
+    voice = req.voice
     _ = voice.gettext
     scoped = _scope(req)
     if isinstance(scoped, str):
@@ -117,7 +117,7 @@ async def cmd_muted(req: Request) -> str:
 
 
 async def cmd_sources(req: Request) -> str:
-    voice = Voice(req.language)
+    voice = req.voice
     _ = voice.gettext
     s = req.services
     feeds = _feeds(s)
@@ -155,7 +155,7 @@ MIN_INTERVAL = timedelta(seconds=5)
 
 
 async def cmd_feeds(req: Request) -> str:
-    voice = Voice(req.language)
+    voice = req.voice
     _ = voice.gettext
     listed = req.services.feeds.listed()
     if not listed:
@@ -173,7 +173,7 @@ async def cmd_feeds(req: Request) -> str:
 
 
 async def cmd_addfeed(req: Request) -> str:
-    _ = Voice(req.language).gettext
+    _ = req.voice.gettext
     if not req.is_admin:
         return _(REFUSED)
     if not req.args:
@@ -199,7 +199,7 @@ async def cmd_addfeed(req: Request) -> str:
 
 
 async def cmd_removefeed(req: Request) -> str:
-    _ = Voice(req.language).gettext
+    _ = req.voice.gettext
     if not req.is_admin:
         return _(REFUSED)
     name = " ".join(req.args)

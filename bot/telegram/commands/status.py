@@ -9,7 +9,7 @@ from bot.config import ConfigError
 from bot.telegram.commands.subscriptions import register_chat
 from bot.telegram.context import Request
 from bot.telegram.format import cut, esc, listing, span, trim, when
-from bot.telegram.i18n import N_, Voice
+from bot.telegram.i18n import N_
 
 HELP_START = N_("👋 I alert analysts when news feeds push known narratives.\n"
                 "/subscribe all (or /subscribe &lt;id&gt;) to get alerts here, /narratives to "
@@ -21,11 +21,11 @@ PASSAGE_CHARS = 240
 
 async def cmd_start(req: Request) -> str:
     register_chat(req)
-    return Voice(req.language).gettext(HELP_START)
+    return req.voice.gettext(HELP_START)
 
 
 async def cmd_narratives(req: Request) -> str:
-    s, _ = req.services, Voice(req.language).gettext
+    s, _ = req.services, req.voice.gettext
     counts = s.store.match_counts(datetime.now(UTC) - MATCH_WINDOW)
     default = s.config.matching.threshold
     line = _("• <b>{id}</b> — {title}\n   threshold {threshold} · {count} matches in 7 days")
@@ -35,11 +35,11 @@ async def cmd_narratives(req: Request) -> str:
     if not entries:
         return _("No narratives are loaded.")
     return listing(_("<b>{n} narratives</b> (/subscribe &lt;id&gt;)").format(n=len(entries)),
-                   entries, voice=Voice(req.language))
+                   entries, voice=req.voice)
 
 
 async def cmd_status(req: Request) -> str:
-    s, voice = req.services, Voice(req.language)
+    s, voice = req.services, req.voice
     _ = voice.gettext
     counts = s.store.counts()
     last = s.last_cycle_at()
@@ -61,7 +61,7 @@ async def cmd_status(req: Request) -> str:
 
 
 async def cmd_score(req: Request) -> str:
-    voice = Voice(req.language)
+    voice = req.voice
     _ = voice.gettext
     text = req.rest.strip()[:MAX_SCORE_CHARS]
     if not text:
@@ -84,7 +84,7 @@ async def cmd_score(req: Request) -> str:
 
 async def cmd_reload(req: Request) -> str:
     """Admins only (the registry refuses everyone else)."""
-    _ = Voice(req.language).gettext
+    _ = req.voice.gettext
     try:
         summary = await req.services.reload()
     except ConfigError as exc:

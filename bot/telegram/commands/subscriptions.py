@@ -6,7 +6,7 @@ from bot.storage.audience import ALL
 from bot.telegram.commands.args import narrative_ids
 from bot.telegram.context import Request
 from bot.telegram.format import esc, listing
-from bot.telegram.i18n import Voice, gettext_for
+from bot.telegram.i18n import gettext_for
 
 
 def register_chat(req: Request) -> None:
@@ -72,4 +72,4 @@ async def cmd_mysubs(req: Request) -> str:
     titles = _titles(req)
     gone = _("(no longer loaded)")
     entries = [f"• <b>{esc(n)}</b> — {esc(titles.get(n, gone))}" for n in sorted(subs)]
-    return listing(_("<b>Your subscriptions</b>"), entries, voice=Voice(req.language))
+    return listing(_("<b>Your subscriptions</b>"), entries, voice=req.voice)

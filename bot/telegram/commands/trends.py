@@ -19,7 +19,7 @@ from bot.telegram.format import (
     trim,
     utf16_len,
 )
-from bot.telegram.i18n import N_, Translate, Voice
+from bot.telegram.i18n import N_, Translate
 from bot.trends.charts import render_trend
 from bot.trends.spikes import daily_series, top_narratives
 
@@ -70,7 +70,7 @@ def _trend_options(narrative_id: str, rest: list[str], _: Translate) -> tuple[in
 
 
 async def cmd_trend(req: Request) -> str | Photo:
-    s, _ = req.services, Voice(req.language).gettext
+    s, _ = req.services, req.voice.gettext
     args = [a.casefold() for a in req.args]
     if not args:
         return _(TREND_USAGE)
@@ -116,7 +116,7 @@ async def cmd_trend(req: Request) -> str | Photo:
 
 
 async def cmd_top(req: Request) -> str:
-    s, voice = req.services, Voice(req.language)
+    s, voice = req.services, req.voice
     _ = voice.gettext
     period = TOP_PERIOD
     if req.args:
@@ -157,7 +157,7 @@ DIGEST_LINES = {"daily": N_("• <b>Daily</b> digest every day at {time} ({zone}
 
 
 async def cmd_digest(req: Request) -> str:
-    _ = Voice(req.language).gettext
+    _ = req.voice.gettext
     digests = [d for d in req.services.config.digests if d.chat_id == req.chat_id]
     if not digests:
         return (_("No digest is set up for this chat. Admins add one in config.toml:") + "\n"
