@@ -1,7 +1,7 @@
 """Benchmark: where the time goes between a feed item and its alert, against the model's limit.
 
     python bench/run.py [--feeds N] [--items M] [--fresh-feeds F] [--quick] [--json]
-                        [--config PATH]
+                        [--config PATH] [--state postgresql://… --workers N]
 
 Serves two loads of multilingual feeds (bench/corpus.py) with ETag/Last-Modified from a child
 process on 127.0.0.1 (bench/server.py), beside the fake Bot API of tests/:
@@ -26,6 +26,10 @@ sentences); "embedded" are those the model really encoded (the rest were cached 
 `ratio` divides the news poll's texts embedded per second of wall time by the bare model on the
 same texts: how close the pipeline keeps the model to its limit. `effective_ratio` divides the
 scale poll's passages seen per second (cache hits included) by the same bare figure.
+
+With `--state postgresql://… --workers N` it measures the work queue instead (bench/workers.py):
+the news load polled by one `narrative-bot worker`, then by N, on that PostgreSQL state:
+articles/s of each and the queue's per-task overhead (defer → start, p50/p95).
 """
 
 from __future__ import annotations
@@ -58,11 +62,12 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bot.feeds.sources  # noqa: E402
-from bench import corpus, server  # noqa: E402
+from bench import corpus, server, workers  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.app.pipeline import Pipeline, PollReport, fetch_limits  # noqa: E402
 from bot.config import Config, Narrative, load_config, load_narratives  # noqa: E402
 from bot.feeds import make_client  # noqa: E402
+from bot.storage.postgres import shown  # noqa: E402
 from bot.storage.store import Store  # noqa: E402
 from tests.paths import SHARED, copy_narratives  # noqa: E402
 
@@ -185,8 +190,9 @@ def model_table(config_path: Path | None) -> str:
 
 
 def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, feeds: range,
-                 interval: str, model: str) -> Config:
+                 interval: str, model: str, state_url: str | None = None) -> Config:
     copy_narratives(folder)
+    state = f'url = "{state_url}"' if state_url else 'path = "state/bot.sqlite3"'
     text = textwrap.dedent(f"""\
         narratives_dir = "narratives"
         [telegram]
@@ -195,7 +201,7 @@ def write_config(folder: Path, name: str, feeds_url: str, telegram_url: str, fee
         admins = [42]
         api_base_url = "{telegram_url}"
         [state]
-        path = "state/bot.sqlite3"
+        {state}
         [fetch]
         full_text = "never"  # items carry their text; pages: bench/fulltext.py
         allow_private = true  # the benchmark's servers are on 127.0.0.1
@@ -456,11 +462,60 @@ def table(figures: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+def sizes_of(args: argparse.Namespace) -> Sizes:
     sizes = QUICK if args.quick else FULL
-    sizes = Sizes(**{**sizes.__dict__, "feeds": args.feeds or sizes.feeds,
-                     "items": args.items or sizes.items,
-                     "fresh_feeds": args.fresh_feeds or sizes.fresh_feeds})
+    return Sizes(**{**sizes.__dict__, "feeds": args.feeds or sizes.feeds,
+                    "items": args.items or sizes.items,
+                    "fresh_feeds": args.fresh_feeds or sizes.fresh_feeds})
+
+
+async def bench_queue(args: argparse.Namespace) -> dict[str, Any]:
+    """The news load through the work queue: one worker, then --workers (bench/workers.py)."""
+    sizes = sizes_of(args)
+    figures: dict[str, Any] = {"cores": os.cpu_count(), "cpu": platform.machine(),
+                               "fresh_feeds": sizes.fresh_feeds,
+                               "fresh_items": sizes.fresh_items,
+                               "loadavg_before": round(os.getloadavg()[0], 1)}
+    spec = {"parallel": SHARED / "eval" / "parallel", "seeds": SHARED / "seeds",
+            "loads": [{"feeds": sizes.fresh_feeds, "items": sizes.fresh_items,
+                       "documents": None, "fresh": True}]}
+    # one model thread per worker unless --config says otherwise: the workers are the
+    # parallelism (one per core)
+    model = model_table(args.config) or "[model]\n"
+    if not any(line.startswith("threads") for line in model.splitlines()):
+        model += "threads = 1\n"
+    with server.served(server.run, spec, "narrative-bench-") as load:
+        info, folder = load.info, load.folder
+
+        def config(name: str) -> Config:
+            return write_config(folder, name, info["feeds"], info["telegram"],
+                                range(sizes.fresh_feeds), "10m", model, state_url=args.state)
+
+        first = config("config.toml")
+        figures |= {"model": first.model.name or first.model.backend,
+                    "model_threads": first.model.threads,
+                    "tasks_per_worker": first.queue.concurrency}
+        figures |= await workers.bench_workers(args.state, args.workers, config, META_CACHE,
+                                               folder)
+    figures["loadavg_after"] = round(os.getloadavg()[0], 1)
+    return figures
+
+
+def queue_table(figures: dict[str, Any], command: str) -> str:
+    f = figures
+    rows = [
+        ("machine", f"{f['cores']} cores ({f['cpu']}), Python {platform.python_version()}, "
+                    f"1-min load {f['loadavg_before']} before, {f['loadavg_after']} after"),
+        ("model", f"{f['model']} in each worker"),
+        ("news load (fresh text)", f"{f['fresh_feeds']} feeds × {f['fresh_items']} items"),
+        *workers.queue_rows(f),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join([f"$ {command}", ""] + [f"{name:<{width}}  {value}" for name, value in rows])
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = sizes_of(args)
     paragraphs = corpus.load_paragraphs(SHARED / "eval" / "parallel")
     figures: dict[str, Any] = {"cores": os.cpu_count(), "cpu": platform.machine(),
                                "fresh_feeds": sizes.fresh_feeds,
@@ -507,16 +562,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small run, under two minutes")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--config", type=Path, help="take [model] from this config.toml")
+    parser.add_argument("--state", metavar="URL",
+                        help="with --workers: the PostgreSQL state of the queue benchmark (an "
+                             "empty database, or one named nb_bench…, which it empties)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="with --state: the news load through the work queue, one worker "
+                             "then N")
     args = parser.parse_args(argv)
+    if problem := queue_arguments(args):
+        parser.error(problem)
     started = time.perf_counter()
-    figures = asyncio.run(bench(args))
+    try:
+        figures = asyncio.run(bench_queue(args) if args.workers else bench(args))
+    except workers.StateRefused as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     figures["bench_wall_s"] = round(time.perf_counter() - started, 1)
-    command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(figures, command.strip()))
+    shown_args = [a.replace(args.state, shown(args.state)) if args.state else a
+                  for a in (argv if argv is not None else sys.argv[1:])]  # no password
+    command = "python bench/run.py " + " ".join(shown_args)
+    print((queue_table if args.workers else table)(figures, command.strip()))
     print(f"{'benchmark wall':<38}  {figures['bench_wall_s']} s")
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     return 0
+
+
+def queue_arguments(args: argparse.Namespace) -> str | None:
+    """Why --state / --workers cannot be used as given (None: they can, or are absent)."""
+    if args.state is None and args.workers is None:
+        return None
+    if args.state is None or args.workers is None:
+        return "--state and --workers go together"
+    if args.workers < 1:
+        return "--workers: at least 1"
+    return workers.check_url(args.state)
 
 
 if __name__ == "__main__":

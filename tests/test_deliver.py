@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import itertools
 import re
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 import telegram
@@ -22,6 +22,7 @@ import time_machine
 
 from bot.models import Alert, Article, Match, Passage
 from bot.storage.audience import Audience
+from bot.storage.database import run
 from bot.storage.store import PostDraft, Store
 from bot.telegram.buttons import ButtonSigner
 from bot.telegram.deliver import ConsoleSink, TelegramSink
@@ -73,8 +74,10 @@ def queue(store: Store, chat_ids: Sequence[str], *, key: str = "art-1",
     return ids
 
 
-def row(store: Store, alert_id: int) -> sqlite3.Row:
-    return store._db.execute("SELECT * FROM outbox WHERE id = ?", (alert_id,)).fetchone()
+def row(store: Store, alert_id: int, table: str = "outbox") -> dict[str, Any]:
+    with store._read() as db:
+        return dict(run(db, f"SELECT * FROM {table} WHERE id = :id",
+                        {"id": alert_id}).mappings().one())
 
 
 def send_requests(tg: FakeTelegram) -> list[dict]:
@@ -520,7 +523,7 @@ async def test_post_faults_end_as_they_do_for_alerts(
 
     retried = status == "pending"
     assert (report.sent, report.retried, report.failed) == (0, 1, 0)
-    stored = store._db.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
+    stored = row(store, post_id, "posts")
     assert stored["status"] == "pending" and stored["attempts"] == 1
     assert error in stored["last_error"]
     migrated = str(SUPERGROUP) if "migrated" in error else GROUP
@@ -531,7 +534,7 @@ async def test_post_faults_end_as_they_do_for_alerts(
     with later(300):
         again = await sink.deliver_pending()
     assert again.sent == int(retried) and again.failed == 0
-    stored = store._db.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
+    stored = row(store, post_id, "posts")
     assert stored["status"] == ("sent" if retried else "pending")  # paused: waits, not lost
     # Accepted before the timeout, so resent: the one duplicate the outcome-unknown rule allows.
     assert len(tg.messages_to(migrated)) == (2 if "outcome unknown" in error else int(retried))

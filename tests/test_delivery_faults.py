@@ -5,17 +5,18 @@ counted, a stored error never holds the token, a stop mid-round leaves nothing `
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import telegram
 import time_machine
 
 from bot.models import Article, Match, Passage
+from bot.storage.database import run
 from bot.storage.store import Store
 from bot.telegram.deliver import TelegramSink
 from tests.fake_telegram import AcceptThenGarble, AcceptThenStall, Error, FakeTelegram
@@ -39,8 +40,10 @@ def queue(store: Store, chats: list[str], key: str) -> list[int]:
     return store.record_article(article, passages=1, matches=[match], routes=chats)
 
 
-def row(store: Store, alert_id: int) -> sqlite3.Row:
-    return store._db.execute("SELECT * FROM outbox WHERE id = ?", (alert_id,)).fetchone()
+def row(store: Store, alert_id: int, table: str = "outbox") -> dict[str, Any]:
+    with store._read() as db:
+        return dict(run(db, f"SELECT * FROM {table} WHERE id = :id",
+                        {"id": alert_id}).mappings().one())
 
 
 @contextmanager
@@ -113,7 +116,7 @@ async def test_an_error_page_that_echoes_the_token_is_stored_redacted(
     with later(300):
         await sink.deliver_pending()
     second = row(store, alert_id)["last_error"]
-    dump = "\n".join(store._db.iterdump())
+    dump = "\n".join(store.db.iterdump())
     assert "Bad Gateway" in first and "[REDACTED]" in first and "[REDACTED]" in second
     assert secret not in dump and tg.token not in dump
 

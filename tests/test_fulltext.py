@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -17,6 +16,7 @@ from bot.feeds import FetchLimits, make_client
 from bot.feeds.fulltext import needs_page, with_page, words
 from bot.feeds.pages import PageFetcher
 from bot.models import Article
+from bot.storage.database import Location
 from bot.storage.store import Store
 from tests.feed_server import FeedServer
 from tests.pages import article_html, declared_charset, saved_pages, serve_html
@@ -78,10 +78,10 @@ def test_the_page_text_replaces_the_item_text_and_keeps_its_title() -> None:
 
 
 async def test_a_page_is_fetched_once_and_robots_txt_is_read_once(
-        feeds: FeedServer, tmp_path: Path) -> None:
+        feeds: FeedServer, state_location: Location) -> None:
     url = serve_html(feeds, "/news/1.html", article_html("Title", BODY))
     feeds.route("/robots.txt", b"User-agent: *\nDisallow: /private/\n", content_type="text/plain")
-    store = Store(tmp_path / "state.sqlite3")
+    store = Store(state_location)  # the page cache, on both backends
     try:
         reader = fetcher(StatePageCache(store))
         async with make_client(LIMITS) as client:

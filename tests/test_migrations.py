@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from bot.feeds.language import guess_language
 from bot.storage.audience import Audience
@@ -21,6 +22,7 @@ from tests.frozen_schemas import (
     V4_PAUSED_CHATS,
     V5_SOURCES,
 )
+from tests.postgres import ScratchDatabase
 
 Schema = dict[str, frozenset[tuple[object, ...]]]
 
@@ -117,15 +119,91 @@ def test_a_migration_that_cannot_finish_leaves_the_file_as_it_was(tmp_path: Path
         db.close()
 
 
-def test_a_file_from_a_newer_release_is_left_at_its_version(tmp_path: Path) -> None:
+def test_a_file_from_a_newer_release_is_refused_and_left_at_its_version(tmp_path: Path) -> None:
     path = tmp_path / "new.sqlite3"
     Store(path).close()
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     db.commit()
     db.close()
-    store = Store(path)
+    with pytest.raises(MigrationError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
+        Store(path)
+    db = sqlite3.connect(path)
     try:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION + 1)
+        assert db.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION + 1),)]
+    finally:
+        db.close()
+
+
+# -- PostgreSQL: the same ordered list, from each earlier version ----------------------------
+
+def pg_schema(url: str) -> Schema:
+    """Each table's columns (name, type, nullable, default) and each index's definition."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as db:
+            columns = db.execute(text(
+                "SELECT table_name, column_name, data_type, is_nullable, column_default "
+                "FROM information_schema.columns WHERE table_schema = 'public'")).fetchall()
+            indexes = db.execute(text("SELECT indexname, indexdef FROM pg_indexes "
+                                      "WHERE schemaname = 'public'")).fetchall()
+    finally:
+        engine.dispose()
+    found: dict[str, set[tuple[object, ...]]] = {}
+    for table, *column in columns:
+        found.setdefault(table, set()).add(tuple(column))
+    for name, definition in indexes:
+        found.setdefault(name, set()).add((definition,))
+    return {name: frozenset(rows) for name, rows in found.items()}
+
+
+def write_pg_state(url: str, version: int) -> None:
+    """A PostgreSQL state as release `version` left it: its migrations, then one article."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as db:
+            for step in range(1, version + 1):
+                MIGRATIONS[step](db, guess_language)
+            db.execute(text("INSERT INTO meta VALUES ('schema_version', :v)"), {"v": str(version)})
+            db.execute(text(
+                "INSERT INTO articles (key, source, url, title, seen_at, passages, content_hash, "
+                "text) VALUES ('k1', 'Sputnik', 'https://e.org/1', 'Казахстан хочет в Китай', "
+                "'2026-11-22T09:00:00+00:00', 1, 'h1', 'Текст.')"))
+            db.execute(text(
+                "INSERT INTO matches (article_key, narrative_id, narrative_title, score, "
+                "threshold, passage_index, evidence, statement, created_at) VALUES "
+                "('k1', 'kz', 'KZ', 0.8, 0.6, 0, 'ev', 'st', '2026-11-22T09:00:00+00:00')"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_every_earlier_postgresql_version_migrates_to_the_schema_of_a_new_state(
+        pg_database: ScratchDatabase, version: int) -> None:
+    url = pg_database.reset()
+    Store(url).close()
+    new = pg_schema(url)
+    url = pg_database.reset()
+    write_pg_state(url, version)
+    store = Store(url, guess_language=guess_language)
+    try:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        [record] = store.match_records(START)
+        assert (record.article_key, record.narrative_id, record.score) == ("k1", "kz", 0.8)
+        audience = Audience(store, None)
+        audience.register_chat("-1001234567890123", "channel")  # needs 64-bit ids? text here
+        assert audience.is_active("-1001234567890123")
     finally:
         store.close()
+    assert pg_schema(url) == new
+
+
+def test_a_postgresql_state_from_a_newer_release_is_refused(pg_url: str) -> None:
+    Store(pg_url).close()
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as db:
+        db.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                   {"v": str(SCHEMA_VERSION + 1)})
+    engine.dispose()
+    with pytest.raises(MigrationError, match="newer than this release"):
+        Store(pg_url)

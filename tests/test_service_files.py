@@ -80,3 +80,22 @@ def test_dockerfile_passes_hadolint() -> None:
     done = subprocess.run([tool, "--no-color", str(DOCKERFILE)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+
+
+def test_the_compose_file_runs_one_run_and_workers_on_postgresql() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text("utf-8"))
+    services = compose["services"]
+    assert set(services) == {"postgres", "migrate", "run", "worker"}
+    commands = {name: services[name]["command"][0] for name in ("migrate", "run", "worker")}
+    assert commands == {"migrate": "migrate", "run": "run", "worker": "worker"}
+    for name in ("migrate", "run", "worker"):
+        assert "./config-postgres.toml:/etc/narrative-bot/config.toml:ro" in \
+            services[name]["volumes"]
+    assert "replicas" not in services["run"].get("deploy", {})  # one `run`, many workers
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    config = load_config(REPO / "deploy" / "config-postgres.toml")
+    assert config.state.url == "postgresql://narrative_bot@postgres:5432/narrative_bot"
+    assert ":" not in config.state.url.split("@")[0].removeprefix("postgresql://")  # no password
+    assert config.queue.inline is False

@@ -13,6 +13,7 @@ from bot.feeds import fetch_feed, make_client
 from bot.feeds.sitemap import parse_sitemap
 from bot.feeds.sources import FEED, SITEMAP, TELEGRAM, detect_kind, read_source
 from bot.models import FetchResult, HttpCacheState
+from bot.storage.database import run
 from bot.storage.store import Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
@@ -133,7 +134,9 @@ async def test_a_news_sitemap_polled_reads_each_new_pages_text(
             report = await pipeline.poll_feed(config.feeds[0], force=True)
         assert (report.status, report.new_articles, report.too_old, report.pages_read) == (
             "new", 2, 1, 2)
-        texts = dict(store.db.execute("SELECT url, text FROM articles").fetchall())
+        with store._read() as db:
+            texts = {r["url"]: r["text"]
+                     for r in run(db, "SELECT url, text FROM articles").mappings()}
         first = texts[feeds.url("/news/0.html")]
         assert "Story 0 paragraph 3: the council met again" in first
         assert "Section 3" not in first  # the menus stayed on the page

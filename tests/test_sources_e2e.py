@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.feeds.extract import PageText
+from bot.storage.database import run
 from tests.conftest import TOKEN, OpenApp, WriteConfig
 from tests.fake_telegram import FakeTelegram
 from tests.feed_server import FeedServer
@@ -96,9 +97,10 @@ async def test_each_kind_of_source_alerts_with_the_paragraph_that_carries_the_cl
         assert health["Courier"].last_error is None  # the feed itself is fine
         page_error = health["Courier"].page_error or ""
         assert "1 of 3 article pages not read" in page_error and "HTTP 404" in page_error
-        gone = app.store.db.execute("SELECT text FROM articles WHERE url = ?",
-                                    (feeds.url("/a/gone.html"),)).fetchone()
-        assert gone[0] == "A page that was taken down."  # the item's own text was used
+        with app.store._read() as db:
+            gone = run(db, "SELECT text FROM articles WHERE url = :url",
+                       {"url": feeds.url("/a/gone.html")}).scalar_one()
+        assert gone == "A page that was taken down."  # the item's own text was used
 
         # A second poll: only the new item's page is fetched; none is fetched twice.
         later = serve_html(feeds, "/a/later.html", article_html("Later", [*NEUTRAL, *AFTER]))

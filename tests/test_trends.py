@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import telegram
@@ -14,6 +13,7 @@ import time_machine
 from bot.config import TrendsConfig
 from bot.models import Article, Match, Passage
 from bot.storage.audience import Audience
+from bot.storage.database import Location, run
 from bot.storage.store import Store, Volume
 from bot.telegram.deliver import TelegramSink
 from bot.telegram.format import format_change
@@ -140,8 +140,14 @@ def record(store: Store, key: str, source: str, published: datetime,
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.sqlite3")
+def location(state_location: Location) -> Location:
+    """The state, on each backend in turn."""
+    return state_location
+
+
+@pytest.fixture
+def store(location: Location) -> Iterator[Store]:
+    s = Store(location)
     yield s
     s.close()
 
@@ -162,7 +168,7 @@ def fill(store: Store) -> None:
 
 
 async def test_a_spike_is_alerted_once_across_restarts_until_it_calms_down(
-        store: Store, tmp_path: Path) -> None:
+        store: Store, location: Location) -> None:
     audience = Audience(store, CHANNEL)
     audience.register_chat(SUBSCRIBER, "private")
     audience.subscribe(SUBSCRIBER, ["kz"])
@@ -184,7 +190,7 @@ async def test_a_spike_is_alerted_once_across_restarts_until_it_calms_down(
     with time_machine.travel(NOW + timedelta(minutes=15), tick=False):
         assert (await monitor(store).check()).new == []  # still spiking: quiet
     store.close()
-    reopened = Store(tmp_path / "state.sqlite3")  # a restart
+    reopened = Store(location)  # a restart
     with time_machine.travel(NOW + timedelta(minutes=30), tick=False):
         decision = await monitor(reopened).check()
     assert decision.new == [] and [c.narrative_id for c in decision.ongoing] == ["kz"]
@@ -259,8 +265,8 @@ async def test_spike_post_survives_a_crash_mid_send_and_a_hostile_title(
     assert (await TelegramSink(bot, store).deliver_pending()).sent == 1
     [message] = tg.messages_to(int(SUBSCRIBER))
     assert message.method == "sendMessage" and 'Narr <script> & "q"' in message.plain_text
-    assert tuple(store.db.execute("SELECT interrupted, status FROM posts").fetchone()) == (
-        1, "sent")
+    with store._read() as db:
+        assert tuple(run(db, "SELECT interrupted, status FROM posts").one()) == (1, "sent")
 
 
 def test_render_spike_png_is_made_from_the_narrative_series(store: Store) -> None:

@@ -77,4 +77,4 @@ def list_feeds(config: Config) -> int:
 
 
 def _store(config: Config) -> closing[Store]:
-    return closing(Store(config.state.path, guess_language=guess_language))
+    return closing(Store(config.state.location, guess_language=guess_language))

@@ -14,7 +14,8 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
 from bot.config import Config
 from bot.storage.figures import NoState, StateFigures, read_figures
-from bot.storage.instance import holder
+from bot.storage.instance import run_holder
+from bot.storage.postgres import StateUnavailable, shown
 from bot.telegram.application import make_bot
 from bot.telegram.i18n import gettext_for
 
@@ -67,12 +68,16 @@ def health(config: Config, now: datetime | None = None) -> int:
 
 def judge(config: Config, now: datetime) -> str:
     """The one line `health` prints: 'healthy: …' or 'unhealthy: …'."""
-    state = config.state.path
-    pid = holder(state)
-    if pid is None:
-        return f"unhealthy: no narrative-bot is running on {state}"
+    state = config.state
     try:
-        figures = read_figures(state)
+        pid = run_holder(state.path, state.url)
+    except StateUnavailable as exc:
+        return f"unhealthy: {exc}"
+    if pid is None:
+        shown_state = shown(state.url) if state.url else state.path
+        return f"unhealthy: no narrative-bot is running on {shown_state}"
+    try:
+        figures = read_figures(state.location)
     except NoState as exc:
         return f"unhealthy: {exc}"
     limits = config.health

@@ -20,7 +20,7 @@ from bot.app.sources import SourceReader
 from bot.app.wiring import App
 from bot.config import Config, FeedConfig, Narrative, parse_duration
 from bot.feeds import guess_language, make_client
-from bot.storage.instance import InstanceLock
+from bot.storage.instance import instance_lock
 from bot.storage.store import FeedHealth, Store
 from bot.telegram.report import DeliveryReport
 from bot.trends.export import export_matches
@@ -46,7 +46,7 @@ async def run(config: Config, narratives: Sequence[Narrative], token: str) -> in
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Before the state is opened: a second bot on the same file refuses (StateInUse).
-    with InstanceLock(config.state.path):
+    with instance_lock(config.state.path, config.state.url):
         app = App(config, narratives, token=delivery_token(config, token), chat=True)
         async with app, app.running():
             log.info("running: %d feeds, %d narratives; Ctrl-C or SIGTERM stops",
@@ -74,7 +74,7 @@ async def poll(config: Config, narratives: Sequence[Narrative], token: str, *,
     answers; else they wait in the outbox)."""
     with contextlib.ExitStack() as held:
         if not dry_run:  # a dry run works on a private copy: it may run beside the daemon
-            held.enter_context(InstanceLock(config.state.path))
+            held.enter_context(instance_lock(config.state.path, config.state.url))
         async with App(config, narratives, token=delivery_token(config, token, dry_run=dry_run),
                        private_state=dry_run) as app:
             reports = await app.pipeline.poll_all(force=True)
@@ -106,7 +106,7 @@ def poll_summary(reports: Sequence[PollReport]) -> list[str]:
 async def check_feeds(config: Config, *, probe: bool) -> int:
     """Each feed's health from state (exit 1 if any is failing); `probe`: fetch and parse
     each now too, without changing state."""
-    store = Store.in_memory_copy(config.state.path, guess_language=guess_language)
+    store = Store.in_memory_copy(config.state.location, guess_language=guess_language)
     known = {h.name: h for h in store.all_feed_health()}
     store.close()
     failing = 0
@@ -158,11 +158,11 @@ def export(config: Config, since: str, fmt: Literal["csv", "json"], output: Path
     except (ValueError, OverflowError) as exc:
         print(f"export: --since: {exc}", file=sys.stderr)
         return 2
-    if not config.state.path.exists():
+    if not config.state.on_postgres and not config.state.path.exists():
         print(f"export: no state at {config.state.path} (nothing has run yet)", file=sys.stderr)
         return 2
     # read-only: never blocks the running bot
-    store = Store.in_memory_copy(config.state.path, guess_language=guess_language)
+    store = Store.in_memory_copy(config.state.location, guess_language=guess_language)
     try:
         if output is None:
             count = export_matches(store, start, fmt, sys.stdout)

@@ -13,9 +13,14 @@ from pathlib import Path
 
 from telegram.error import TelegramError
 
+from bot.app.queue import apply_queue_schema
 from bot.config import Config
 from bot.feeds import guess_language
+from bot.storage.copy import TargetNotEmpty, copy_tables, require_empty, row_counts
+from bot.storage.database import Database, is_url
 from bot.storage.integrity import StateDamaged, backup_path
+from bot.storage.migrations import SCHEMA_VERSION, MigrationError, schema_version
+from bot.storage.postgres import StateUnavailable
 from bot.storage.store import OutboxEntry, Store
 from bot.telegram import make_bot
 
@@ -54,13 +59,13 @@ def outbox(config: Config, action: str, ids: Sequence[str]) -> int:
 def _existing_state(config: Config, command: str) -> Store | None:
     """The state file opened for a maintenance command, or None once the reason is printed
     (there is none yet, or it is damaged: never created anew here)."""
-    if not config.state.path.exists():
+    if not config.state.on_postgres and not config.state.path.exists():
         print(f"{command}: no state at {config.state.path} (nothing has run yet)",
               file=sys.stderr)
         return None
     try:
-        return Store(config.state.path, guess_language=guess_language)
-    except StateDamaged as exc:
+        return Store(config.state.location, guess_language=guess_language)
+    except (StateDamaged, StateUnavailable, MigrationError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return None
 
@@ -103,6 +108,75 @@ def backup(config: Config, to: Path | None) -> int:
     finally:
         store.close()
     print(f"state backed up to {target}")
+    return 0
+
+
+def migrate(config: Config) -> int:
+    """Bring the state (SQLite or PostgreSQL) to this release's schema; on PostgreSQL also
+    the work queue's tables. `run` and `worker` do the same as they start."""
+    location = config.state.location
+    try:
+        before = _schema_version(location)
+        store = Store(location, guess_language=guess_language)
+    except (StateDamaged, StateUnavailable, MigrationError, OSError) as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if config.state.on_postgres:
+            apply_queue_schema(config)
+    finally:
+        store.close()
+    if before == SCHEMA_VERSION:
+        print(f"state {store.name}: schema version {SCHEMA_VERSION}, up to date")
+    else:
+        print(f"state {store.name}: schema version {before or 'none'} → {SCHEMA_VERSION}")
+    return 0
+
+
+def _schema_version(location: Path | str) -> int:
+    if isinstance(location, Path) and not location.exists():
+        return 0
+    database = Database(location)
+    try:
+        with database.transaction() as db:
+            return schema_version(db)
+    finally:
+        database.close()
+
+
+def copy(config: Config, to: str) -> int:
+    """The state, every table row for row, into the empty state at `to` (a postgresql://
+    URL, or a new SQLite file); the counts are checked on both sides."""
+    source = _existing_state(config, "state copy")
+    if source is None:
+        return 2
+    target_location: Path | str = to if is_url(to) else Path(to).resolve()
+    try:
+        target = Store(target_location, guess_language=guess_language)
+    except (StateDamaged, StateUnavailable, MigrationError, OSError) as exc:
+        source.close()
+        print(f"state copy: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with source.transaction() as read, target.transaction() as write:
+            require_empty(write, target.name)
+            copied = copy_tables(read, write)
+            expected, found = row_counts(read), row_counts(write)
+        if {k: v for k, v in expected.items() if k != "meta"} != \
+                {k: v for k, v in found.items() if k != "meta"}:
+            print(f"state copy: row counts differ after the copy: {expected} != {found}",
+                  file=sys.stderr)
+            return 1
+    except TargetNotEmpty as exc:
+        print(f"state copy: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        source.close()
+        target.close()
+    for table in copied:
+        print(f"{table.name:<18} {table.rows:>8} rows")
+    print(f"state {source.name} copied to {target.name}: "
+          f"{sum(t.rows for t in copied)} rows in {len(copied)} tables")
     return 0
 
 

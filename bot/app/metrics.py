@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
@@ -24,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bot.app.pipeline import PollReport
+from bot.storage.database import Location
 from bot.storage.figures import NoState, read_figures
 from bot.telegram.report import DeliveryReport
 
@@ -40,7 +40,7 @@ class MetricsUnavailable(Exception):
 class StateCollector(Collector):
     """The state's figures, read when Prometheus scrapes."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Location) -> None:
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
@@ -82,7 +82,7 @@ class StateCollector(Collector):
 class Metrics:
     """The bot's metrics registry; `serve()` exposes it, `observe_*` feed it."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Location) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.polls = Counter(f"{PREFIX}feed_polls", "Feed polls by outcome",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +39,8 @@ MAX_BACKOFF = timedelta(hours=6)
 WORK_SLOTS_PER_FETCH_SLOT = 2
 
 Route = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]] | Sequence[str]]
+# Hands a poll's new articles to the work queue (bot.app.queue), which judges each on its own
+Defer = Callable[[FeedConfig, list[Article]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ class PollReport:
     """What one poll of one feed did, for logs, the CLI and tests."""
 
     feed: str
-    status: str  # "new", "unchanged", "empty", "not-modified", "error", "backing-off"
+    # "new", "queued" (handed to the work queue), "unchanged", "empty", "not-modified",
+    # "error", "backing-off"
+    status: str
     articles: int = 0
     new_articles: int = 0
     passages_embedded: int = 0
@@ -112,7 +116,10 @@ class Pipeline:
         feeds = [f for f in self.feeds() if f.enabled]
         return list(await asyncio.gather(*(self.poll_feed(f, force=force) for f in feeds)))
 
-    async def poll_feed(self, feed: FeedConfig, *, force: bool = False) -> PollReport:
+    async def poll_feed(self, feed: FeedConfig, *, force: bool = False,
+                        defer: Defer | None = None) -> PollReport:
+        """Poll one feed; with `defer` (a `worker`'s poll) its new articles are handed to the
+        work queue instead of being judged here."""
         health = self.store.feed_health(feed.name, feed.url)
         now = datetime.now(UTC)
         if not force and health.retry_at and health.retry_at > now:
@@ -140,7 +147,7 @@ class Pipeline:
                 return self._feed_failed(feed, parsed.error, result)
             if parsed.warning:
                 log.info("feed %s: %s", feed.name, parsed.warning)
-            report = await self._process(feed, parsed.articles)
+            report = await self._process(feed, parsed.articles, defer)
         # With a backlog, keep the old validators so that the next poll is not answered 304,
         # and what this body parsed to: the same body next time is not parsed again.
         if report.backlog:
@@ -160,7 +167,8 @@ class Pipeline:
     def _admins(self) -> list[str]:
         return [str(admin) for admin in self.config.telegram.admins]
 
-    async def _process(self, feed: FeedConfig, articles: list[Article]) -> PollReport:
+    async def _process(self, feed: FeedConfig, articles: list[Article],
+                       defer: Defer | None = None) -> PollReport:
         # Feeds list newest first; process oldest first so alerts arrive in order.
         if not articles:  # a well-formed feed listing nothing: a successful poll
             return PollReport(feed.name, "empty")
@@ -170,6 +178,11 @@ class Pipeline:
         if not fresh:
             return PollReport(feed.name, "unchanged", articles=len(articles), too_old=too_old,
                               backlog=len(unseen))
+        if defer is not None:  # queued before the feed's state is recorded: nothing is lost
+            await defer(feed, fresh)
+            return PollReport(feed.name, "queued", articles=len(articles),
+                              new_articles=len(fresh), pages_read=completed.pages_read,
+                              backlog=len(unseen) - len(fresh), too_old=too_old)
         # One embedding request per article: requests from many feeds share the model's batches.
         # Each article is committed as soon as it (and those before it) is judged: a crash
         # mid-batch keeps what was done, and the next start goes on from there.
@@ -188,6 +201,11 @@ class Pipeline:
                           passages_embedded=sum(len(v.vectors) for v in verdicts),
                           matches=matches, pages_read=completed.pages_read,
                           backlog=len(unseen) - len(fresh), too_old=too_old)
+
+    async def judge_article(self, feed: FeedConfig, article: Article) -> int:
+        """Judge and commit one article a queued poll found new; how many matches. Committing
+        it twice (a retried job) records nothing the second time."""
+        return self._record(feed, article, await self.matcher.judge(article.title, article.text))
 
     def _record(self, feed: FeedConfig, article: Article, verdict: Verdict) -> int:
         """Commit one judged article, its matches and its alerts; how many matches."""

@@ -7,6 +7,11 @@ and a digest that was queued wake the delivery job at once. Digest jobs fire at 
 time (CronTrigger in the digest's time zone, DST included) and also once at start-up, which
 sends a digest missed while the bot was down (see bot.trends.digest). With `[state] backups`,
 an online backup of the state every `backup_interval` (the newest N kept).
+
+On PostgreSQL the feed and digest jobs only defer a poll or a digest to the work queue
+(bot.app.queue: `worker` processes, or `run` itself inline, do them); the delivery job, every
+`delivery_interval`, also sends what workers queued, and holds the state's delivery lock for
+each round, so that two `run`s on one database never send the same row.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.pipeline import Pipeline, PollReport
+from bot.app.queue import WorkQueue, delivery_round
 from bot.config import DigestConfig, FeedConfig, StateConfig, TrendsConfig
 from bot.storage.integrity import rotate_backup
 from bot.storage.store import Store
@@ -91,9 +97,10 @@ class DrainingScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 
 
 
 def build_scheduler(pipeline: Pipeline, sink: AlertSink,
-                    on_poll: Callable[[PollReport], None] | None = None) -> DrainingScheduler:
+                    on_poll: Callable[[PollReport], None] | None = None,
+                    queue: WorkQueue | None = None) -> DrainingScheduler:
     """A scheduler, not yet started, with every enabled feed and the delivery job;
-    `on_poll` sees every poll's report (metrics)."""
+    `on_poll` sees every poll's report (metrics); with `queue`, polls are deferred to it."""
     config = pipeline.config
     scheduler = DrainingScheduler(timezone=UTC, job_defaults={
         "max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
@@ -101,6 +108,14 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink,
     more = asyncio.Event()  # set when a poll queued alerts: deliver (again) at once
 
     async def deliver() -> None:
+        if queue is None:
+            return await deliver_rounds()
+        with delivery_round(pipeline.store.engine) as held:
+            if held:  # else another `run` on this database delivers now
+                await deliver_rounds()
+        return None
+
+    async def deliver_rounds() -> None:
         while True:
             more.clear()
             report = await sink.deliver_pending()
@@ -120,6 +135,10 @@ def build_scheduler(pipeline: Pipeline, sink: AlertSink,
     scheduler._on_stop.append(sink.stop)
 
     async def poll(feed: FeedConfig) -> None:
+        if queue is not None:
+            if not await queue.defer_poll(feed):
+                log.debug("feed %s: a poll is already waiting", feed.name)
+            return
         report = await pipeline.poll_feed(feed)
         if on_poll is not None:
             on_poll(report)
@@ -154,9 +173,10 @@ def digest_trigger(digest: DigestConfig) -> CronTrigger:
 
 def add_trend_jobs(scheduler: DrainingScheduler, trends: TrendsConfig,
                    monitor: SpikeMonitor | None, digester: Digester | None,
-                   digests: list[DigestConfig]) -> None:
+                   digests: list[DigestConfig], queue: WorkQueue | None = None) -> None:
     """The spike check every `check_interval` (first one a minute after start-up, when the
-    feeds had their first poll) and one cron job per digest (also run at start-up)."""
+    feeds had their first poll) and one cron job per digest (also run at start-up); with
+    `queue`, a digest is deferred to it."""
     now = datetime.now(UTC)
     if monitor is not None and trends.spikes:
         async def check_spikes() -> None:
@@ -171,7 +191,9 @@ def add_trend_jobs(scheduler: DrainingScheduler, trends: TrendsConfig,
         return
     for digest in digests:
         async def send_digest(cfg: DigestConfig) -> None:
-            if await digester.run(cfg):
+            if queue is not None:
+                await queue.defer_digest(digest_job_id(cfg))
+            elif await digester.run(cfg):
                 scheduler.deliver_now()
 
         # misfire grace: a digest a little late (busy loop, suspend) still goes out

@@ -6,6 +6,10 @@ it touches no network; `async with app:` opens the HTTP client, and `app.running
 schedule at once and brings the Telegram side up as soon as it answers (retried with back-off:
 polling never waits for Telegram, alerts wait in the outbox). The App is also what the chat
 commands see (bot.telegram.Services).
+
+On PostgreSQL the App also holds the work queue (bot.app.queue): its schedule defers polls and
+digests there; `worker` processes build an App with `worker=True` to run them, and `run` with
+`[queue] inline = true` runs them itself.
 """
 
 from __future__ import annotations
@@ -24,8 +28,15 @@ from bot.app.feedlist import FeedList
 from bot.app.metrics import Metrics
 from bot.app.model import open_matcher
 from bot.app.pipeline import Pipeline, fetch_limits
+from bot.app.queue import (
+    SHUTDOWN_GRACE_S,
+    Work,
+    WorkQueue,
+    apply_schema_on,
+    delivery_round,
+)
 from bot.app.reload import NarrativeReloader
-from bot.app.schedule import add_backup_job, add_trend_jobs, build_scheduler
+from bot.app.schedule import add_backup_job, add_trend_jobs, build_scheduler, digest_job_id
 from bot.config import Config, Narrative
 from bot.embedding import Embedder
 from bot.feeds import guess_language, make_client
@@ -64,17 +75,20 @@ class App:
 
     def __init__(self, config: Config, narratives: Sequence[Narrative], *,
                  token: str | None = None, chat: bool = False, private_state: bool = False,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, worker: bool = False,
+                 queue_pool: int = 4) -> None:
         """`token`: the bot's (None: alerts are printed); `chat`: also answer chat commands
         (`run`, when `[telegram] commands` is on); `private_state`: work on an in-memory copy
         of the state, the file is never changed (dry runs, backtests, evals); `embedder`: a
-        model already loaded, else the one `[model]` asks for."""
+        model already loaded, else the one `[model]` asks for; `worker`: a `narrative-bot
+        worker`, which runs the queue's tasks and never delivers (so never touches a row being
+        sent); `queue_pool`: connections to the work queue (PostgreSQL)."""
         self.config = config
         self.started_at = datetime.now(UTC)
         self.private_state = private_state
-        path = config.state.path
-        self.store = (Store.in_memory_copy(path, guess_language=guess_language) if private_state
-                      else Store(path, guess_language=guess_language))
+        location = config.state.location
+        self.store = (Store.in_memory_copy(location, guess_language=guess_language)
+                      if private_state else Store(location, guess_language=guess_language))
         channel = config.telegram.channel_id if token else config.telegram.channel_id or CONSOLE
         self.audience = Audience(self.store, channel, config.telegram.channel_narratives,
                                  language=config.telegram.language)
@@ -91,6 +105,9 @@ class App:
                                  route=self.audience.routes)
         self.feeds = FeedList(config, self.store, self.pipeline.sources)  # config's + stored
         self.pipeline.stored_feeds = self.feeds.stored
+        self.worker = worker
+        self.queue = (WorkQueue(config.state.url, pool_size=queue_pool)
+                      if config.state.url is not None and not private_state else None)
         self.reloader = NarrativeReloader(config, self.matcher, self.audience, self.store)
         self.application: BotApplication | None = (
             build_application(token, self) if token and chat and config.telegram.commands
@@ -105,14 +122,15 @@ class App:
                          deadline=config.telegram.delivery_deadline, voices=self.voices))
         self.link = self._link()
         self._quiet_polling = Quiet()  # the same across the watchdog's restarts
-        self.metrics = Metrics(path) if config.metrics.address and not private_state else None
+        self.metrics = (Metrics(location) if config.metrics.address and not private_state
+                        else None)
         if self.metrics is not None:
             self.matcher.embedder.observe = self.metrics.embed_seconds.observe
         # Delivery waits until Telegram has answered once (see running()): meanwhile alerts
         # stay in the outbox and polling goes on.
         self.scheduler = build_scheduler(
             self.pipeline, _WhenReady(self.sink, self.link, self.metrics),
-            on_poll=None if self.metrics is None else self.metrics.observe_poll)
+            on_poll=None if self.metrics is None else self.metrics.observe_poll, queue=self.queue)
         self.feeds.on_added, self.feeds.on_removed = (self.scheduler.add_feed,
                                                       self.scheduler.remove_feed)
         self.scheduler.add_job(self.reloader.watch, IntervalTrigger(
@@ -125,7 +143,8 @@ class App:
             self.store, config.trends, self._titles,
             lambda digest, language: render_digest(digest, self.voices.of_language(language)),
             language_of=self.audience.language)
-        add_trend_jobs(self.scheduler, config.trends, self.spikes, self.digester, config.digests)
+        add_trend_jobs(self.scheduler, config.trends, self.spikes, self.digester, config.digests,
+                       queue=self.queue)
         if not private_state:
             add_backup_job(self.scheduler, self.store, config.state)
         self._open = AsyncExitStack()
@@ -141,14 +160,29 @@ class App:
             # Telegram is not asked here: running() or connect_telegram() bring it up, so
             # that an unreachable Bot API never stops polling.
             self._open.push_async_callback(self._shut_telegram)
+            if self.queue is not None:
+                # `run` and the workers start together: one creates the tables, under a lock
+                await asyncio.to_thread(apply_schema_on, self.store.engine)
+                await self._open.enter_async_context(self.queue.app.open_async())
+                self.queue.serve(self._work())
         except BaseException:
             await self._open.aclose()
             self.close()
             raise
+        if self.worker or not self._may_recover():
+            return self
         if not self.private_state and (interrupted := self.store.recover_interrupted()):
             log.warning("%d alert(s) were being sent when the bot last stopped: sending them "
                         "again (Telegram may show them twice)", interrupted)
         return self
+
+    def _may_recover(self) -> bool:
+        """Whether rows left `sending` were cut off by a crash: not while another `run` on
+        this database is in a delivery round (it holds the lock), as they are its sends."""
+        if self.queue is None:
+            return True
+        with delivery_round(self.store.engine) as held:
+            return held
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
@@ -193,16 +227,46 @@ class App:
             self.metrics.serve(*address)
         self.scheduler.start()
         coming_up = asyncio.create_task(self._telegram_up(), name="telegram start-up")
+        inline = (asyncio.create_task(self.run_worker(self.config.queue.concurrency,
+                                                      grace_s=STOP_TIMEOUT_S),
+                                      name="inline worker")
+                  if self.queue is not None and self.config.queue.inline else None)
         try:
             yield
         finally:
             coming_up.cancel()
             with suppress(asyncio.CancelledError):
                 await coming_up
+            if inline is not None:  # its running jobs finish first
+                inline.cancel()
+                with suppress(asyncio.CancelledError, Exception):  # a failure was logged
+                    await inline
             await self.scheduler.stop(timeout=STOP_TIMEOUT_S)
             await self._stop_answering()
             if self.metrics is not None:
                 self.metrics.stop()
+
+    async def run_worker(self, concurrency: int, *, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Run the work queue's tasks until cancelled (a `worker`, or `run` inline); a stop
+        lets the running ones finish for up to `grace_s`."""
+        if self.queue is None:
+            raise RuntimeError("the work queue needs a PostgreSQL state ([state] url)")
+        log.info("working on the queue in %s: %d task(s) at once", self.queue.shown,
+                 concurrency)
+        try:
+            await self.queue.run_worker(concurrency, grace_s=grace_s)
+        except Exception:  # inline, nothing else would tell
+            log.exception("the work queue stopped")
+            raise
+        # not cancelled: procrastinate stopped on its own (its listener or heartbeat failed)
+        log.error("the work queue stopped: no more polls, judging or digests here")
+
+    def _work(self) -> Work:
+        pipeline = self.pipeline
+        return Work(feeds=pipeline.feeds,
+                    poll=lambda feed, defer: pipeline.poll_feed(feed, defer=defer),
+                    judge=pipeline.judge_article, digest=self.digester.run,
+                    digests=self.config.digests, digest_id=digest_job_id)
 
     async def _telegram_up(self) -> None:
         try:

@@ -7,7 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.config.durations import Duration, at_least
 from bot.config.files import ConfigError, describe, dotted, read_toml, where
@@ -65,8 +72,43 @@ class TelegramConfig(_Strict):
 
 class StateConfig(_Strict):
     path: Path = Path("state/narrative-bot.sqlite3")
+    # "postgresql://user:password@host/db": the state on PostgreSQL (and the work queue of
+    # `narrative-bot worker`); unset: the SQLite file at `path`
+    url: str | None = None
     backups: int = Field(default=0, ge=0, le=1000)  # online backups kept (0: none taken)
     backup_interval: Annotated[Duration, at_least(60)] = timedelta(days=1)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgresql+psycopg://",
+                                                   "postgres://")):
+            raise ValueError("a PostgreSQL URL is expected: postgresql://user@host:5432/db")
+        return url
+
+    @model_validator(mode="after")
+    def _backups_are_sqlite(self) -> StateConfig:
+        if self.url is not None and self.backups:
+            raise ValueError("[state] backups copies a SQLite file; back a PostgreSQL state "
+                             "up with pg_dump (set backups = 0)")
+        return self
+
+    @property
+    def location(self) -> Path | str:
+        """The PostgreSQL URL when set, else the SQLite file."""
+        return self.url if self.url is not None else self.path
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.url is not None
+
+
+class QueueConfig(_Strict):
+    """The work queue (PostgreSQL states only): who runs the polls, judging and digests."""
+
+    # true: `run` runs the tasks itself (one process on PostgreSQL); false: `worker`s do
+    inline: bool = False
+    concurrency: int = Field(default=2, ge=1, le=64)  # tasks one `worker` runs at once
 
 
 class MatchingConfig(_Strict):
@@ -254,6 +296,7 @@ class Config(_Strict):
     narratives_dir: Path = Path("narratives")
     telegram: TelegramConfig = TelegramConfig()
     state: StateConfig = StateConfig()
+    queue: QueueConfig = QueueConfig()
     matching: MatchingConfig = MatchingConfig()
     model: ModelConfig = ModelConfig()
     fetch: FetchConfig = FetchConfig()

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping
 
 from bot.models import Article, Match
+from bot.storage.database import Database, in_filter, iso, parse_time, run, utcnow
 from bot.storage.outbox import queue_alerts
-from bot.storage.sqlite import Database, id_filter, iso, parse_time, utcnow
 from bot.storage.stories import Story, remember_story
 from bot.storage.volumes import COUNTED_AT, UNDETERMINED, count_volume, volume_hour
 
@@ -76,17 +79,13 @@ class ArticlesStore(Database):
         their link (a feed that rotates GUIDs and edits a line is still the same article)."""
         fresh: list[Article] = []
         batch: set[str] = set()
-        for article in articles:
-            link = article.url or "\0"  # no link: only key and text decide
-            row = self._db.execute(
-                "SELECT 1 FROM articles WHERE key = ? OR (source = ? AND content_hash = ?) "
-                "OR (source = ? AND url = ?)",
-                (article.key, article.source, article.content_hash, article.source,
-                 link)).fetchone()
-            seen = {article.key, article.content_hash} | ({link} if article.url else set())
-            if row is None and not seen & batch:
-                batch |= seen
-                fresh.append(article)
+        with self._read() as db:
+            for article in articles:
+                seen = {article.key, article.content_hash} | ({article.url} if article.url
+                                                               else set())
+                if not _stored(db, article) and not seen & batch:
+                    batch |= seen
+                    fresh.append(article)
         return fresh
 
     def record_article(self, article: Article, passages: int, matches: Sequence[Match],
@@ -102,26 +101,14 @@ class ArticlesStore(Database):
         seen = utcnow()
         at = iso(seen)
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO articles (key, source, url, title, published, seen_at, "
-                "passages, content_hash, text, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (article.key, article.source, article.url, article.title,
-                 iso(article.published), at, passages, article.content_hash,
-                 article.text[:ARTICLE_TEXT_CHARS], article.language))
-            if cur.rowcount == 0:
+            if not _insert_article(db, article, passages, at):
                 return []  # another poll got there first
             hour = iso(volume_hour(article.published, seen))
             for narrative_id in dict.fromkeys(m.narrative_id for m in matches):
                 count_volume(db, narrative_id, hour, article.source,
                              article.language or UNDETERMINED)
             for match in matches:
-                db.execute(
-                    "INSERT INTO matches (article_key, narrative_id, narrative_title, score, "
-                    "threshold, passage_index, evidence, statement, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (article.key, match.narrative_id, match.narrative_title, match.score,
-                     match.threshold, match.passage.index, match.passage.text, match.statement,
-                     at))
+                _insert_match(db, article.key, match, at)
             matched = [m.narrative_id for m in matches]
             pairs = (routes.items() if isinstance(routes, Mapping)
                      else [(chat_id, matched) for chat_id in routes])
@@ -132,8 +119,9 @@ class ArticlesStore(Database):
 
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         """Stored articles (with their text, for backtests) seen since `since`."""
-        rows = self._db.execute("SELECT * FROM articles WHERE seen_at >= ? ORDER BY seen_at",
-                                (iso(since),)).fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT * FROM articles WHERE seen_at >= :since ORDER BY seen_at, key",
+                       {"since": iso(since)}).mappings().fetchall()
         return [StoredArticle(Article(key=r["key"], source=r["source"], url=r["url"],
                                       title=r["title"], text=r["text"] or "",
                                       published=parse_time(r["published"]),
@@ -142,38 +130,43 @@ class ArticlesStore(Database):
 
     def match_counts(self, since: datetime) -> dict[str, int]:
         """narrative id → matches found since `since`."""
-        rows = self._db.execute("SELECT narrative_id, COUNT(*) FROM matches WHERE created_at >= ? "
-                                "GROUP BY narrative_id", (iso(since),))
-        return {r[0]: r[1] for r in rows}
+        with self._read() as db:
+            rows = run(db, "SELECT narrative_id, COUNT(*) AS n FROM matches "
+                       "WHERE created_at >= :since GROUP BY narrative_id",
+                       {"since": iso(since)}).mappings().fetchall()
+        return {r["narrative_id"]: int(r["n"]) for r in rows}
 
     def source_counts(self) -> dict[str, SourceCount]:
         """source → articles seen and matched."""
-        rows = self._db.execute(
-            "SELECT a.source, COUNT(DISTINCT a.key), COUNT(DISTINCT m.article_key) "
-            "FROM articles a "
-            "LEFT JOIN matches m ON m.article_key = a.key GROUP BY a.source")
-        return {r[0]: SourceCount(r[1], r[2]) for r in rows}
+        with self._read() as db:
+            rows = run(db, "SELECT a.source, COUNT(DISTINCT a.key) AS seen, "
+                       "COUNT(DISTINCT m.article_key) AS matched FROM articles a "
+                       "LEFT JOIN matches m ON m.article_key = a.key GROUP BY a.source"
+                       ).mappings().fetchall()
+        return {r["source"]: SourceCount(int(r["seen"]), int(r["matched"])) for r in rows}
 
     def counts(self) -> dict[str, int]:
         """Totals for status displays: articles, matches and alerts by status."""
-        one = self._db.execute
-        result = {
-            "articles": one("SELECT COUNT(*) FROM articles").fetchone()[0],
-            "matches": one("SELECT COUNT(*) FROM matches").fetchone()[0],
-        }
-        result["alerts_interrupted"] = one(
-            "SELECT COALESCE(SUM(interrupted), 0) FROM outbox").fetchone()[0]
-        for status in ("pending", "sending", "sent", "failed"):
-            result[f"alerts_{status}"] = one(
-                "SELECT COUNT(*) FROM outbox WHERE status = ?", (status,)).fetchone()[0]
+        with self._read() as db:
+            def one(statement: str, params: dict[str, str] | None = None) -> int:
+                # SUM of a BIGINT is NUMERIC on PostgreSQL (a Decimal)
+                return int(run(db, statement, params).scalar_one())
+
+            result = {"articles": one("SELECT COUNT(*) FROM articles"),
+                      "matches": one("SELECT COUNT(*) FROM matches"),
+                      "alerts_interrupted": one("SELECT COALESCE(SUM(interrupted), 0) "
+                                                "FROM outbox")}
+            for status in ("pending", "sending", "sent", "failed"):
+                result[f"alerts_{status}"] = one(
+                    "SELECT COUNT(*) FROM outbox WHERE status = :status", {"status": status})
         return result
 
     def narrative_titles(self) -> dict[str, str]:
         """narrative id → the title it last matched under (narratives no longer loaded too)."""
-        # SQLite takes the bare column from the row that has the MAX
-        rows = self._db.execute("SELECT narrative_id, narrative_title, MAX(id) FROM matches "
-                                "GROUP BY narrative_id")
-        return {r[0]: r[1] for r in rows}
+        with self._read() as db:
+            rows = run(db, "SELECT narrative_id, narrative_title FROM matches WHERE id IN "
+                       "(SELECT MAX(id) FROM matches GROUP BY narrative_id)").mappings().fetchall()
+        return {r["narrative_id"]: r["narrative_title"] for r in rows}
 
     def match_records(self, since: datetime, until: datetime | None = None, *,
                       narrative_ids: Collection[str] | None = None,
@@ -181,31 +174,73 @@ class ArticlesStore(Database):
         """Stored matches with their articles, oldest first. `by`: "matched" filters on when
         the match was recorded, "counted" on the moment its volume counts in."""
         column = {"matched": "m.created_at", "counted": COUNTED_AT}[by]
-        sql = (f"SELECT m.*, a.source, a.language, a.url, a.title, a.published, "
-               f"{COUNTED_AT} AS counted_at FROM matches m JOIN articles a "
-               f"ON a.key = m.article_key WHERE {column} >= ?")
-        args: list[object] = [iso(since)]
+        statement = (f"SELECT m.*, a.source, a.language, a.url, a.title, a.published, "
+                     f"{COUNTED_AT} AS counted_at FROM matches m JOIN articles a "
+                     f"ON a.key = m.article_key WHERE {column} >= :since")
+        params: dict[str, Any] = {"since": iso(since)}
         if until is not None:
-            sql += f" AND {column} < ?"
-            args.append(iso(until))
-        sql += id_filter("m.narrative_id", narrative_ids, args)
-        rows = self._db.execute(sql + f" ORDER BY {column}, m.id", args)
-        return [MatchRecord(
-            narrative_id=r["narrative_id"], narrative_title=r["narrative_title"],
-            score=r["score"], threshold=r["threshold"], source=r["source"],
-            language=r["language"], url=r["url"], title=r["title"],
-            published=parse_time(r["published"]),
-            matched_at=datetime.fromisoformat(r["created_at"]),
-            counted_at=volume_hour(parse_time(r["counted_at"]), None, floor=False),
-            evidence=r["evidence"], statement=r["statement"], article_key=r["article_key"])
-            for r in rows]
+            statement += f" AND {column} < :until"
+            params["until"] = iso(until)
+        statement += in_filter("m.narrative_id", narrative_ids, params)
+        with self._read() as db:
+            rows = run(db, statement + f" ORDER BY {column}, m.id", params).mappings().fetchall()
+        return [_match_record(r) for r in rows]
 
     def voted_articles(self) -> list[VotedArticle]:
         """Every (article, narrative) that got feedback, with its votes (for calibration)."""
-        rows = self._db.execute(
-            "SELECT f.article_key, f.narrative_id, a.title, a.text, "
-            "SUM(f.vote = 'relevant') AS up, SUM(f.vote = 'wrong') AS down FROM feedback f "
-            "JOIN articles a ON a.key = f.article_key "
-            "GROUP BY f.article_key, f.narrative_id").fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT f.article_key, f.narrative_id, a.title, a.text, "
+                       "SUM(CASE WHEN f.vote = 'relevant' THEN 1 ELSE 0 END) AS up, "
+                       "SUM(CASE WHEN f.vote = 'wrong' THEN 1 ELSE 0 END) AS down "
+                       "FROM feedback f JOIN articles a ON a.key = f.article_key "
+                       "GROUP BY f.article_key, f.narrative_id, a.title, a.text "
+                       "ORDER BY f.article_key, f.narrative_id").mappings().fetchall()
         return [VotedArticle(r["article_key"], r["narrative_id"], r["title"], r["text"],
-                             r["up"], r["down"]) for r in rows]
+                             int(r["up"]), int(r["down"])) for r in rows]
+
+
+def _stored(db: Connection, article: Article) -> bool:
+    """Whether the article, or one from its source with its text or its link, is stored."""
+    statement = ("SELECT 1 FROM articles WHERE key = :key "
+                 "OR (source = :source AND content_hash = :content_hash)")
+    params = {"key": article.key, "source": article.source,
+              "content_hash": article.content_hash}
+    if article.url:  # no link: only key and text decide
+        statement += " OR (source = :source AND url = :url)"
+        params["url"] = article.url
+    return run(db, statement, params).first() is not None
+
+
+def _insert_article(db: Connection, article: Article, passages: int, at: str | None) -> bool:
+    """False when the article is stored already."""
+    inserted = run(
+        db, "INSERT INTO articles (key, source, url, title, published, seen_at, passages, "
+        "content_hash, text, language) VALUES (:key, :source, :url, :title, :published, "
+        ":seen_at, :passages, :content_hash, :text, :language) ON CONFLICT (key) DO NOTHING",
+        {"key": article.key, "source": article.source, "url": article.url,
+         "title": article.title, "published": iso(article.published), "seen_at": at,
+         "passages": passages, "content_hash": article.content_hash,
+         "text": article.text[:ARTICLE_TEXT_CHARS], "language": article.language})
+    return inserted.rowcount > 0
+
+
+def _insert_match(db: Connection, article_key: str, match: Match, at: str | None) -> None:
+    run(db, "INSERT INTO matches (article_key, narrative_id, narrative_title, score, threshold, "
+        "passage_index, evidence, statement, created_at) VALUES (:article_key, :narrative_id, "
+        ":narrative_title, :score, :threshold, :passage_index, :evidence, :statement, "
+        ":created_at)",
+        {"article_key": article_key, "narrative_id": match.narrative_id,
+         "narrative_title": match.narrative_title, "score": match.score,
+         "threshold": match.threshold, "passage_index": match.passage.index,
+         "evidence": match.passage.text, "statement": match.statement, "created_at": at})
+
+
+def _match_record(r: RowMapping) -> MatchRecord:
+    return MatchRecord(
+        narrative_id=r["narrative_id"], narrative_title=r["narrative_title"],
+        score=r["score"], threshold=r["threshold"], source=r["source"],
+        language=r["language"], url=r["url"], title=r["title"],
+        published=parse_time(r["published"]),
+        matched_at=datetime.fromisoformat(r["created_at"]),
+        counted_at=volume_hour(parse_time(r["counted_at"]), None, floor=False),
+        evidence=r["evidence"], statement=r["statement"], article_key=r["article_key"])

@@ -1,4 +1,5 @@
-"""One bot per state file: an OS lock on `<state>.lock` beside the SQLite state.
+"""One `run` per state: an OS lock on `<state>.lock` beside a SQLite state, a PostgreSQL
+session lock (pg_try_advisory_lock) for a PostgreSQL one, whichever machine it runs on.
 
 `fcntl.flock` on an open file: the kernel drops it when the holder exits, however it exits
 (SIGKILL and power loss included), so a stale lock cannot outlive its process and nothing needs
@@ -12,6 +13,13 @@ import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
+
+from sqlalchemy import Connection, Engine, text
+
+from bot.storage.postgres import engine as postgres_engine
+from bot.storage.postgres import shown
+
+RUN_LOCK = 0x6E62_7275  # "nbru": the session lock one `run` holds on a PostgreSQL state
 
 
 class StateInUse(Exception):
@@ -60,6 +68,59 @@ class InstanceLock:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.release()
+
+
+class DatabaseLock:
+    """`with DatabaseLock(url):` holds a PostgreSQL state for this `run`, or raises
+    StateInUse. The lock belongs to a connection of its own: it ends when the process dies."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._db: Connection | None = None
+
+    def __enter__(self) -> DatabaseLock:
+        self._engine = postgres_engine(self.url)
+        self._db = self._engine.connect()
+        got = self._db.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                               {"key": RUN_LOCK}).scalar_one()
+        self._db.commit()
+        if not got:
+            self.__exit__(None, None, None)
+            raise StateInUse(f"state {shown(self.url)} is in use by another narrative-bot run: "
+                             f"stop it first (workers may be many; `run` is one)")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def instance_lock(path: Path, url: str | None) -> InstanceLock | DatabaseLock:
+    """The lock of `[state]`: the database's when `url` is set, else the file's."""
+    return DatabaseLock(url) if url is not None else InstanceLock(path)
+
+
+def run_holder(path: Path, url: str | None) -> int | None:
+    """Whether a `run` holds `[state]` now: its pid (on PostgreSQL the pid of the server
+    process serving its lock), or None."""
+    if url is None:
+        return holder(path)
+    engine = postgres_engine(url)
+    try:
+        with engine.connect() as db:
+            return db.execute(text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = :high AND objid = :low AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+                {"high": RUN_LOCK >> 32, "low": RUN_LOCK & 0xFFFF_FFFF}).scalar()
+    finally:
+        engine.dispose()
 
 
 def holder(state: Path) -> int | None:

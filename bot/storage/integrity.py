@@ -48,6 +48,29 @@ def quick_check(db: sqlite3.Connection, name: str) -> None:
                            f"restore a backup (narrative-bot state backup keeps them)")
 
 
+class CheckedCursor(sqlite3.Cursor):
+    """A cursor whose errors reach its connection's check (SQLAlchemy runs every query
+    through a cursor)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> CheckedCursor:
+        try:
+            super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(self.connection, CheckedConnection):
+                self.connection.noticed(exc)
+            raise
+        return self
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> CheckedCursor:
+        try:
+            super().executemany(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(self.connection, CheckedConnection):
+                self.connection.noticed(exc)
+            raise
+        return self
+
+
 class CheckedConnection(sqlite3.Connection):
     """A connection that notices errors of the file or the disk: the first of each is kept in
     `problem` (for the admins), and damage is confirmed with a quick_check."""
@@ -56,18 +79,21 @@ class CheckedConnection(sqlite3.Connection):
     name: str = ""
     _lock = threading.Lock()
 
+    def cursor(self, factory: Any = CheckedCursor) -> Any:
+        return super().cursor(factory)
+
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         try:
             return super().execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            self._noticed(exc)
+            self.noticed(exc)
             raise
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
         try:
             return super().executemany(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            self._noticed(exc)
+            self.noticed(exc)
             raise
 
     def take_problem(self) -> str | None:
@@ -76,7 +102,7 @@ class CheckedConnection(sqlite3.Connection):
             problem, self.problem = self.problem, None
             return problem
 
-    def _noticed(self, exc: sqlite3.DatabaseError) -> None:
+    def noticed(self, exc: sqlite3.DatabaseError) -> None:
         text = str(exc).lower()
         if isinstance(exc, sqlite3.IntegrityError) or not any(w in text for w in _DAMAGE + _DISK):
             return  # a constraint or a query of ours: not the file's fault

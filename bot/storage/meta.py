@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from bot.storage.sqlite import Database
+from bot.storage.database import Database, run
 
 BUTTON_KEY = "button_secret"
 
@@ -14,19 +14,21 @@ class MetaStore(Database):
     """The `meta` table."""
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._read() as db:
+            row = run(db, "SELECT value FROM meta WHERE key = :key", {"key": key}).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                       "SET value = excluded.value", (key, value))
+            run(db, "INSERT INTO meta VALUES (:key, :value) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value", {"key": key, "value": value})
 
     def button_key(self) -> bytes:
         """The key that signs buttons: made once and kept, so that buttons keep working across
         restarts (and two processes starting together agree on it)."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)",
-                       (BUTTON_KEY, secrets.token_hex(32)))
-            value = db.execute("SELECT value FROM meta WHERE key = ?", (BUTTON_KEY,)).fetchone()
+            run(db, "INSERT INTO meta VALUES (:key, :value) ON CONFLICT(key) DO NOTHING",
+                {"key": BUTTON_KEY, "value": secrets.token_hex(32)})
+            value = run(db, "SELECT value FROM meta WHERE key = :key",
+                        {"key": BUTTON_KEY}).one()
         return bytes.fromhex(value[0])

@@ -24,9 +24,13 @@ was. A migration once released never changes: a later change is a new entry at t
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 
+from sqlalchemy import Connection, inspect, text
+
+from bot.storage.postgres import lock_for_migration
 from bot.storage.volumes import rebuild_volumes
 
 log = logging.getLogger(__name__)
@@ -219,28 +223,29 @@ CREATE TABLE IF NOT EXISTS paused_chats (
 """
 
 
-Migration = Callable[[sqlite3.Connection, LanguageGuesser | None], None]
+Migration = Callable[[Connection, LanguageGuesser | None], None]
 
 
 def _script(sql: str) -> Migration:
-    def run(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> None:
+    def run(db: Connection, guess_language: LanguageGuesser | None) -> None:
         _execute_script(db, sql)
     return run
 
 
-def _trends(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> None:
+def _trends(db: Connection, guess_language: LanguageGuesser | None) -> None:
     _execute_script(db, _TRENDS)
     _add_column(db, "articles", "language TEXT")  # ISO 639: declared, configured or guessed
     _add_column(db, "outbox", "origin_key TEXT")  # a syndicated copy: "also in" under that one
     _add_column(db, "feeds", "body_hash TEXT")  # of the last body fully processed
-    rows = db.execute("SELECT key, title, text FROM articles WHERE language IS NULL").fetchall()
+    rows = db.execute(text("SELECT key, title, text FROM articles "
+                           "WHERE language IS NULL")).mappings().fetchall()
     if rows:
         if guess_language is None:
             raise MigrationError("articles from the first release need their language "
                                  "guessed: open this state with a language guesser")
-        db.executemany("UPDATE articles SET language = ? WHERE key = ?",
-                       [(guess_language(f"{r['title']}\n{r['text'] or ''}"), r["key"])
-                        for r in rows])
+        db.execute(text("UPDATE articles SET language = :language WHERE key = :key"),
+                   [{"language": guess_language(f"{r['title']}\n{r['text'] or ''}"),
+                     "key": r["key"]} for r in rows])
     rebuild_volumes(db)
 
 
@@ -266,13 +271,13 @@ CREATE TABLE IF NOT EXISTS stored_feeds (
 """
 
 
-def _sources(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> None:
+def _sources(db: Connection, guess_language: LanguageGuesser | None) -> None:
     _execute_script(db, _SOURCES)
     _add_column(db, "feeds", "page_error TEXT")
     _add_column(db, "feeds", "page_error_at TEXT")
 
 
-def _chat_languages(db: sqlite3.Connection, guess_language: LanguageGuesser | None) -> None:
+def _chat_languages(db: Connection, guess_language: LanguageGuesser | None) -> None:
     _add_column(db, "chats", "language TEXT")  # en, ru: chosen, or the user's; NULL: default
 
 
@@ -289,45 +294,72 @@ MIGRATIONS: dict[int, Migration] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-def migrate(db: sqlite3.Connection, name: str, guess_language: LanguageGuesser | None) -> None:
-    """Bring the database up to SCHEMA_VERSION, inside the caller's transaction."""
-    version = _version(db)
+def migrate(db: Connection, name: str, guess_language: LanguageGuesser | None) -> None:
+    """Bring the database up to SCHEMA_VERSION, inside the caller's transaction (on
+    PostgreSQL under a lock: one process migrates, the others then find it done). A state
+    newer than this release is refused (MigrationError), never written to."""
+    if db.dialect.name == "postgresql":
+        lock_for_migration(db)
+    version = schema_version(db)
     if version > SCHEMA_VERSION:
-        log.warning("state %s has schema version %d, newer than this release (%d)",
-                    name, version, SCHEMA_VERSION)
+        raise MigrationError(
+            f"state {name} has schema version {version}, newer than this release "
+            f"({SCHEMA_VERSION}): upgrade narrative-bot, or restore a backup of the older state")
+    if version == SCHEMA_VERSION:
         return
-    if 0 < version < SCHEMA_VERSION:
+    if version > 0:
         log.info("migrating state %s from schema version %d to %d", name, version,
                  SCHEMA_VERSION)
     for target in sorted(v for v in MIGRATIONS if v > version):
         MIGRATIONS[target](db, guess_language)
-    db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) "
-               "DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+    db.execute(text("INSERT INTO meta VALUES ('schema_version', :v) ON CONFLICT(key) "
+                    "DO UPDATE SET value = excluded.value"), {"v": str(SCHEMA_VERSION)})
 
 
-def _version(db: sqlite3.Connection) -> int:
-    """The file's schema version; 0 for a new file."""
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+def schema_version(db: Connection) -> int:
+    """The state's schema version; 0 for a new one."""
+    if not inspect(db).has_table("meta"):
         return 0
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    row = db.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).fetchone()
     return int(row[0]) if row else 0
 
 
-def _execute_script(db: sqlite3.Connection, sql: str) -> None:
-    """Statement by statement: executescript would commit the caller's transaction."""
+# SQLite's types and row ids as PostgreSQL spells them: 64-bit integers (Telegram's ids do
+# not fit in 32), double precision scores, identity keys, bytea
+_POSTGRES_TYPES = [
+    (re.compile(r"\bid INTEGER PRIMARY KEY\b"), "id BIGINT GENERATED BY DEFAULT AS IDENTITY "
+                                                  "PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\)\s*WITHOUT ROWID"), ")"),
+]
+
+
+def dialect_sql(statement: str, dialect: str) -> str:
+    """A migration's DDL (written for SQLite) as `dialect` reads it."""
+    if dialect == "postgresql":
+        for pattern, replacement in _POSTGRES_TYPES:
+            statement = pattern.sub(replacement, statement)
+    return statement
+
+
+def _execute_script(db: Connection, script: str) -> None:
+    """Statement by statement, in the caller's transaction."""
     statement = ""
-    for line in sql.splitlines(keepends=True):
+    for line in script.splitlines(keepends=True):
         statement += line
         if sqlite3.complete_statement(statement):
-            db.execute(statement)
+            db.exec_driver_sql(dialect_sql(statement, db.dialect.name))
             statement = ""
     if statement.strip():
         raise ValueError(f"incomplete SQL statement: {statement.strip()[:60]}")
 
 
-def _add_column(db: sqlite3.Connection, table: str, column: str) -> None:
+def _add_column(db: Connection, table: str, column: str) -> None:
     """ALTER TABLE … ADD COLUMN, unless a file written before its release already has it
     (no SQL comment in `column`: SQLite pastes it into the table's stored definition)."""
     name = column.split()[0]
-    if name not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
-        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    if name not in {c["name"] for c in inspect(db).get_columns(table)}:
+        db.exec_driver_sql(dialect_sql(f"ALTER TABLE {table} ADD COLUMN {column}",
+                                       db.dialect.name))

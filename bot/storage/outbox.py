@@ -12,88 +12,91 @@ requeues them or drops them (`OutboxEntry`, `requeue`, `drop`).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping
 
 from bot.models import Alert, Evidence
+from bot.storage.database import Database, in_filter, iso, parse_time, run, utcnow
 from bot.storage.pauses import NOT_PAUSED
-from bot.storage.sqlite import Database, inserted_id, iso, parse_time, utcnow
 
 
 class Queue:
     """The life cycle of the rows of one outbox table; every call runs in the caller's
-    transaction."""
+    transaction. `about` is the column that, with the chat, makes a row unique."""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, about: str) -> None:
         self.table = table
+        self.about = about
 
-    def sending(self, db: sqlite3.Connection, row_id: int) -> None:
-        db.execute(f"UPDATE {self.table} SET status = 'sending' WHERE id = ?", (row_id,))
+    def sending(self, db: Connection, row_id: int) -> None:
+        run(db, f"UPDATE {self.table} SET status = 'sending' WHERE id = :id", {"id": row_id})
 
-    def sent(self, db: sqlite3.Connection, row_id: int, message_id: int | None) -> None:
-        db.execute(f"UPDATE {self.table} SET status = 'sent', message_id = ?, sent_at = ?, "
-                   f"attempts = attempts + 1, last_error = NULL WHERE id = ?",
-                   (message_id, iso(utcnow()), row_id))
+    def sent(self, db: Connection, row_id: int, message_id: int | None) -> None:
+        run(db, f"UPDATE {self.table} SET status = 'sent', message_id = :message_id, "
+                f"sent_at = :at, attempts = attempts + 1, last_error = NULL WHERE id = :id",
+            {"message_id": message_id, "at": iso(utcnow()), "id": row_id})
 
-    def retry(self, db: sqlite3.Connection, row_id: int, error: str, delay: timedelta,
+    def retry(self, db: Connection, row_id: int, error: str, delay: timedelta,
               outcome_unknown: bool) -> None:
-        db.execute(f"UPDATE {self.table} SET status = 'pending', attempts = attempts + 1, "
-                   f"last_error = ?, not_before = ?, interrupted = interrupted + ? WHERE id = ?",
-                   (error, iso(utcnow() + delay), int(outcome_unknown), row_id))
+        run(db, f"UPDATE {self.table} SET status = 'pending', attempts = attempts + 1, "
+                f"last_error = :error, not_before = :not_before, "
+                f"interrupted = interrupted + :unknown WHERE id = :id",
+            {"error": error, "not_before": iso(utcnow() + delay),
+             "unknown": int(outcome_unknown), "id": row_id})
 
-    def defer(self, db: sqlite3.Connection, row_id: int, delay: timedelta) -> None:
+    def defer(self, db: Connection, row_id: int, delay: timedelta) -> None:
         """Not now and not a failed attempt: due again after `delay`."""
-        db.execute(f"UPDATE {self.table} SET not_before = ? WHERE id = ? AND status = 'pending'",
-                   (iso(utcnow() + delay), row_id))
+        run(db, f"UPDATE {self.table} SET not_before = :not_before "
+                f"WHERE id = :id AND status = 'pending'",
+            {"not_before": iso(utcnow() + delay), "id": row_id})
 
-    def failed(self, db: sqlite3.Connection, row_id: int, error: str) -> None:
-        db.execute(f"UPDATE {self.table} SET status = 'failed', attempts = attempts + 1, "
-                   f"last_error = ? WHERE id = ?", (error, row_id))
+    def failed(self, db: Connection, row_id: int, error: str) -> None:
+        run(db, f"UPDATE {self.table} SET status = 'failed', attempts = attempts + 1, "
+                f"last_error = :error WHERE id = :id", {"error": error, "id": row_id})
 
-    def queued_at(self, db: sqlite3.Connection, row_id: int) -> datetime | None:
-        row = db.execute(f"SELECT created_at FROM {self.table} WHERE id = ?",
-                         (row_id,)).fetchone()
+    def queued_at(self, db: Connection, row_id: int) -> datetime | None:
+        row = run(db, f"SELECT created_at FROM {self.table} WHERE id = :id",
+                  {"id": row_id}).fetchone()
         return None if row is None else parse_time(row[0])
 
-    def requeue(self, db: sqlite3.Connection, ids: Sequence[int] | None) -> int:
+    def requeue(self, db: Connection, ids: Sequence[int] | None) -> int:
         """Failed rows back to pending, as if new (attempts and the deadline start again)."""
-        args: list[object] = [iso(utcnow())]
-        return db.execute(f"UPDATE {self.table} SET status = 'pending', attempts = 0, "
-                          f"not_before = NULL, created_at = ? WHERE status = 'failed'"
-                          f"{_ids(ids, args)}", args).rowcount
+        params: dict[str, Any] = {"at": iso(utcnow())}
+        return run(db, f"UPDATE {self.table} SET status = 'pending', attempts = 0, "
+                       f"not_before = NULL, created_at = :at WHERE status = 'failed'"
+                       f"{in_filter('id', ids, params)}", params).rowcount
 
-    def drop(self, db: sqlite3.Connection, ids: Sequence[int] | None) -> int:
+    def drop(self, db: Connection, ids: Sequence[int] | None) -> int:
         """Forget failed rows (with `ids`, pending ones too): they will never be sent."""
-        args: list[object] = []
+        params: dict[str, Any] = {}
         statuses = "('failed')" if ids is None else "('failed', 'pending')"
-        return db.execute(f"DELETE FROM {self.table} WHERE status IN {statuses}"
-                          f"{_ids(ids, args)}", args).rowcount
+        return run(db, f"DELETE FROM {self.table} WHERE status IN {statuses}"
+                       f"{in_filter('id', ids, params)}", params).rowcount
 
-    def recover(self, db: sqlite3.Connection) -> int:
+    def recover(self, db: Connection) -> int:
         """Sends cut off by a crash: back to pending, counted as interrupted."""
-        return db.execute(f"UPDATE {self.table} SET status = 'pending', "
-                          f"interrupted = interrupted + 1 WHERE status = 'sending'").rowcount
+        return run(db, f"UPDATE {self.table} SET status = 'pending', "
+                       f"interrupted = interrupted + 1 WHERE status = 'sending'").rowcount
 
-    def move_chat(self, db: sqlite3.Connection, old_chat_id: str, new_chat_id: str) -> None:
-        db.execute(f"UPDATE OR IGNORE {self.table} SET chat_id = ? WHERE chat_id = ? "
-                   f"AND status = 'pending'", (new_chat_id, old_chat_id))
+    def move_chat(self, db: Connection, old_chat_id: str, new_chat_id: str) -> None:
+        params = {"old": old_chat_id, "new": new_chat_id}
+        # only what the new chat has not got yet moves (the unique key is (about, chat))
+        run(db, f"UPDATE {self.table} SET chat_id = :new WHERE chat_id = :old "
+                f"AND status = 'pending' AND NOT EXISTS (SELECT 1 FROM {self.table} d "
+                f"WHERE d.chat_id = :new AND d.{self.about} = {self.table}.{self.about})",
+            params)
         # What could not move is already queued for the new chat.
-        db.execute(f"UPDATE {self.table} SET status = 'failed', last_error = ? "
-                   f"WHERE chat_id = ? AND status = 'pending'",
-                   (f"duplicate after migration to {new_chat_id}", old_chat_id))
+        run(db, f"UPDATE {self.table} SET status = 'failed', last_error = :error "
+                f"WHERE chat_id = :old AND status = 'pending'",
+            {**params, "error": f"duplicate after migration to {new_chat_id}"})
 
 
-def _ids(ids: Sequence[int] | None, args: list[object]) -> str:
-    if ids is None:
-        return ""
-    args += list(ids)
-    return f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
-
-
-ALERTS = Queue("outbox")
-POSTS = Queue("posts")
+ALERTS = Queue("outbox", "article_key")
+POSTS = Queue("posts", "key")
 QUEUES = {"alert": ALERTS, "post": POSTS}
 
 
@@ -128,7 +131,7 @@ class StoredAlert:
     article_key: str
 
 
-def queue_alerts(db: sqlite3.Connection, article_key: str,
+def queue_alerts(db: Connection, article_key: str,
                  pairs: Iterable[tuple[str, Sequence[str]]], matched: Sequence[str],
                  origin_key: str | None, at: str | None) -> list[int]:
     """One pending alert per chat with the matched narratives it is alerted to."""
@@ -136,10 +139,13 @@ def queue_alerts(db: sqlite3.Connection, article_key: str,
     for chat_id, narrative_ids in pairs:
         chosen = [n for n in narrative_ids if n in matched]
         if chosen:
-            ids.append(inserted_id(db.execute(
-                "INSERT INTO outbox (article_key, chat_id, narratives, origin_key, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (article_key, chat_id, json.dumps(chosen), origin_key, at))))
+            ids.append(run(
+                db, "INSERT INTO outbox (article_key, chat_id, narratives, origin_key, "
+                    "created_at) VALUES (:article_key, :chat_id, :narratives, :origin_key, "
+                    ":at) RETURNING id",
+                {"article_key": article_key, "chat_id": chat_id,
+                 "narratives": json.dumps(chosen), "origin_key": origin_key, "at": at},
+            ).scalar_one())
     return ids
 
 
@@ -152,21 +158,26 @@ class AlertsStore(Database):
     """Pending alerts and their delivery (the alert half of every outbox operation)."""
 
     def pending_alerts(self, limit: int = 100, now: datetime | None = None) -> list[Alert]:
-        rows = self._db.execute(
-            f"{_ALERT_SELECT} WHERE o.status = 'pending' AND (o.not_before IS NULL OR "
-            f"o.not_before <= ?) AND o.{NOT_PAUSED} ORDER BY o.id LIMIT ?",
-            (iso(now or utcnow()), limit)).fetchall()
-        return [self._alert_from_row(r) for r in rows]
+        with self._read() as db:
+            rows = run(db, f"{_ALERT_SELECT} WHERE o.status = 'pending' AND (o.not_before IS "
+                           f"NULL OR o.not_before <= :now) AND o.{NOT_PAUSED} ORDER BY o.id "
+                           f"LIMIT :limit",
+                       {"now": iso(now or utcnow()), "limit": limit}).mappings().fetchall()
+            return [_alert_from_row(db, r) for r in rows]
 
     def alert(self, alert_id: int) -> StoredAlert | None:
         """One outbox entry (any status) and its article: what a button press refers to."""
-        row = self._db.execute(f"{_ALERT_SELECT} WHERE o.id = ?", (alert_id,)).fetchone()
-        return None if row is None else StoredAlert(self._alert_from_row(row), row["key"])
+        with self._read() as db:
+            row = run(db, f"{_ALERT_SELECT} WHERE o.id = :id",
+                      {"id": alert_id}).mappings().fetchone()
+            return None if row is None else StoredAlert(_alert_from_row(db, row), row["key"])
 
     def origin_delivery(self, origin_key: str, chat_id: str) -> Delivery | None:
         """The alert about `origin_key` in that chat, if there is one."""
-        row = self._db.execute("SELECT status, message_id FROM outbox WHERE article_key = ? "
-                               "AND chat_id = ?", (origin_key, chat_id)).fetchone()
+        with self._read() as db:
+            row = run(db, "SELECT status, message_id FROM outbox WHERE article_key = :key "
+                          "AND chat_id = :chat_id",
+                      {"key": origin_key, "chat_id": chat_id}).mappings().fetchone()
         return None if row is None else Delivery(row["status"], row["message_id"])
 
     def mark_sending(self, alert_id: int) -> None:
@@ -194,19 +205,22 @@ class AlertsStore(Database):
 
     def queued_at(self, kind: str, row_id: int) -> datetime | None:
         """When the alert (kind 'alert') or post ('post') was queued (or last requeued)."""
-        return QUEUES[kind].queued_at(self._db, row_id)
+        with self._read() as db:
+            return QUEUES[kind].queued_at(db, row_id)
 
     def outbox_entries(self, statuses: Sequence[str] = ("failed",)) -> list[OutboxEntry]:
         """Alerts, then posts, with one of `statuses`, oldest first."""
-        marks = ", ".join("?" * len(statuses))
-        alerts = self._db.execute(
-            f"SELECT 'alert' AS what, o.id, o.chat_id, o.status, o.attempts, o.interrupted, "
-            f"o.created_at, o.last_error, a.title FROM outbox o JOIN articles a ON "
-            f"a.key = o.article_key WHERE o.status IN ({marks}) ORDER BY o.id", statuses)
-        posts = self._db.execute(
-            f"SELECT 'post' AS what, id, chat_id, status, attempts, interrupted, created_at, "
-            f"last_error, kind || ' ' || key AS title FROM posts WHERE status IN ({marks}) "
-            f"ORDER BY id", statuses)
+        params: dict[str, Any] = {}
+        alerts_with = in_filter("o.status", statuses, params, name="status")
+        posts_with = in_filter("status", statuses, params, name="status")
+        with self._read() as db:
+            alerts = run(db, f"SELECT 'alert' AS what, o.id, o.chat_id, o.status, o.attempts, "
+                             f"o.interrupted, o.created_at, o.last_error, a.title FROM outbox o "
+                             f"JOIN articles a ON a.key = o.article_key WHERE 1 = 1{alerts_with} "
+                             f"ORDER BY o.id", params).mappings().fetchall()
+            posts = run(db, f"SELECT 'post' AS what, id, chat_id, status, attempts, interrupted, "
+                            f"created_at, last_error, kind || ' ' || key AS title FROM posts "
+                            f"WHERE 1 = 1{posts_with} ORDER BY id", params).mappings().fetchall()
         return [OutboxEntry(r["what"], r["id"], r["chat_id"], r["status"], r["attempts"],
                             r["interrupted"], parse_time(r["created_at"]), r["last_error"],
                             r["title"]) for r in [*alerts, *posts]]
@@ -232,16 +246,19 @@ class AlertsStore(Database):
             ALERTS.move_chat(db, old_chat_id, new_chat_id)
             POSTS.move_chat(db, old_chat_id, new_chat_id)
 
-    def _alert_from_row(self, r: sqlite3.Row) -> Alert:
-        return Alert(id=r["id"], chat_id=r["chat_id"], source=r["source"],
-                     article_title=r["title"], article_url=r["url"],
-                     evidence=self._evidence(r["key"], json.loads(r["narratives"])),
-                     published=parse_time(r["published"]), attempts=r["attempts"],
-                     origin_key=r["origin_key"])
 
-    def _evidence(self, article_key: str, narrative_ids: list[str]) -> tuple[Evidence, ...]:
-        rows = self._db.execute(
-            "SELECT narrative_id, narrative_title, score, evidence FROM matches "
-            "WHERE article_key = ? ORDER BY score DESC", (article_key,)).fetchall()
-        return tuple(Evidence(r["narrative_id"], r["narrative_title"], r["score"], r["evidence"])
-                     for r in rows if r["narrative_id"] in narrative_ids)
+def _alert_from_row(db: Connection, r: RowMapping) -> Alert:
+    return Alert(id=r["id"], chat_id=r["chat_id"], source=r["source"],
+                 article_title=r["title"], article_url=r["url"],
+                 evidence=_evidence(db, r["key"], json.loads(r["narratives"])),
+                 published=parse_time(r["published"]), attempts=r["attempts"],
+                 origin_key=r["origin_key"])
+
+
+def _evidence(db: Connection, article_key: str,
+              narrative_ids: list[str]) -> tuple[Evidence, ...]:
+    rows = run(db, "SELECT narrative_id, narrative_title, score, evidence FROM matches "
+                   "WHERE article_key = :key ORDER BY score DESC, narrative_id",
+               {"key": article_key}).mappings().fetchall()
+    return tuple(Evidence(r["narrative_id"], r["narrative_title"], r["score"], r["evidence"])
+                 for r in rows if r["narrative_id"] in narrative_ids)

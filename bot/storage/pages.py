@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.storage.sqlite import Database, iso, parse_time, utcnow
+from bot.storage.database import Database, iso, parse_time, run, utcnow
 
 PAGE_TTL = timedelta(days=30)
 PAGE_TEXT_CHARS = 100_000
@@ -30,7 +30,9 @@ class PagesStore(Database):
     """Rows of `pages`, keyed by URL."""
 
     def cached_page_row(self, url: str) -> CachedPage | None:
-        row = self._db.execute("SELECT * FROM pages WHERE url = ?", (url,)).fetchone()
+        with self._read() as db:
+            row = run(db, "SELECT * FROM pages WHERE url = :url",
+                      {"url": url}).mappings().first()
         if row is None:
             return None
         fetched = parse_time(row["fetched_at"]) or utcnow()
@@ -41,9 +43,11 @@ class PagesStore(Database):
                        published: datetime | None) -> None:
         now = utcnow()
         with self._tx() as db:
-            db.execute("INSERT INTO pages (url, title, text, published, fetched_at) "
-                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET "
-                       "title = excluded.title, text = excluded.text, "
-                       "published = excluded.published, fetched_at = excluded.fetched_at",
-                       (url, title, text[:PAGE_TEXT_CHARS], iso(published), iso(now)))
-            db.execute("DELETE FROM pages WHERE fetched_at < ?", (iso(now - PAGE_TTL),))
+            run(db, "INSERT INTO pages (url, title, text, published, fetched_at) "
+                "VALUES (:url, :title, :text, :published, :fetched_at) ON CONFLICT (url) "
+                "DO UPDATE SET title = excluded.title, text = excluded.text, "
+                "published = excluded.published, fetched_at = excluded.fetched_at",
+                {"url": url, "title": title, "text": text[:PAGE_TEXT_CHARS],
+                 "published": iso(published), "fetched_at": iso(now)})
+            run(db, "DELETE FROM pages WHERE fetched_at < :oldest",
+                {"oldest": iso(now - PAGE_TTL)})

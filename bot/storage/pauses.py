@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.storage.sqlite import Database, iso, parse_time, utcnow
+from bot.storage.database import Database, iso, parse_time, run, utcnow
 
 # a paused chat is probed after 1 min, then 2, 4 … up to every 15 min
 FIRST_PROBE = timedelta(minutes=1)
@@ -40,34 +40,35 @@ class PausesStore(Database):
         """Pause deliveries to `chat_id`; False if it already was paused (nothing changes)."""
         now = utcnow()
         with self._tx() as db:
-            return db.execute(
-                "INSERT OR IGNORE INTO paused_chats (chat_id, reason, paused_at, probe_at) "
-                "VALUES (?, ?, ?, ?)",
-                (chat_id, reason, iso(now), iso(now + FIRST_PROBE))).rowcount == 1
+            return run(db, "INSERT INTO paused_chats (chat_id, reason, paused_at, probe_at) "
+                           "VALUES (:chat_id, :reason, :at, :probe_at) "
+                           "ON CONFLICT (chat_id) DO NOTHING",
+                       {"chat_id": chat_id, "reason": reason, "at": iso(now),
+                        "probe_at": iso(now + FIRST_PROBE)}).rowcount == 1
 
     def resume_chat(self, chat_id: str) -> bool:
         """Deliver to `chat_id` again; False if it was not paused."""
         with self._tx() as db:
-            return db.execute("DELETE FROM paused_chats WHERE chat_id = ?",
-                              (chat_id,)).rowcount == 1
+            return run(db, "DELETE FROM paused_chats WHERE chat_id = :chat_id",
+                       {"chat_id": chat_id}).rowcount == 1
 
     def probe_failed(self, chat_id: str) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT probes FROM paused_chats WHERE chat_id = ?",
-                             (chat_id,)).fetchone()
-            if row is not None:
-                db.execute("UPDATE paused_chats SET probes = probes + 1, probe_at = ? "
-                           "WHERE chat_id = ?",
-                           (iso(utcnow() + probe_delay(row["probes"] + 1)), chat_id))
+            probes = run(db, "SELECT probes FROM paused_chats WHERE chat_id = :chat_id",
+                         {"chat_id": chat_id}).scalar()
+            if probes is not None:
+                run(db, "UPDATE paused_chats SET probes = probes + 1, probe_at = :probe_at "
+                        "WHERE chat_id = :chat_id",
+                    {"probe_at": iso(utcnow() + probe_delay(probes + 1)), "chat_id": chat_id})
 
     def paused_chats(self, due: datetime | None = None) -> list[PausedChat]:
         """Every paused chat; with `due`, only those whose next probe is due by then."""
-        sql, args = "SELECT * FROM paused_chats", []
-        if due is not None:
-            sql, args = sql + " WHERE probe_at <= ?", [iso(due)]
+        due_by = "" if due is None else " WHERE probe_at <= :due"
+        with self._read() as db:
+            rows = run(db, f"SELECT * FROM paused_chats{due_by} ORDER BY paused_at, chat_id",
+                       {"due": iso(due)} if due else {}).mappings().all()
         return [PausedChat(r["chat_id"], r["reason"], _time(r["paused_at"]),
-                           _time(r["probe_at"]), r["probes"])
-                for r in self._db.execute(sql + " ORDER BY paused_at", args)]
+                           _time(r["probe_at"]), r["probes"]) for r in rows]
 
 
 def _time(value: str) -> datetime:

@@ -8,14 +8,15 @@ first upload so that later sends reuse it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection, RowMapping
+
+from bot.storage.database import Database, iso, run, utcnow
 from bot.storage.outbox import POSTS
 from bot.storage.pauses import NOT_PAUSED
-from bot.storage.sqlite import Database, inserted_id, iso, utcnow
 
 
 @dataclass(frozen=True)
@@ -70,32 +71,35 @@ class Notice:
     attempts: int
 
 
-def queue_drafts(db: sqlite3.Connection, drafts: Sequence[PostDraft],
-                 at: str | None) -> list[int]:
+def queue_drafts(db: Connection, drafts: Sequence[PostDraft], at: str | None) -> list[int]:
     """Queue each draft for each of its chats that has not had its key; the new post ids."""
     return [i for draft in drafts for i in _queue_draft(db, draft, at)]
 
 
-def _queue_draft(db: sqlite3.Connection, draft: PostDraft, at: str | None) -> list[int]:
-    new_chats = [c for c in dict.fromkeys(draft.chat_ids) if db.execute(
-        "SELECT 1 FROM posts WHERE key = ? AND chat_id = ?", (draft.key, c)).fetchone() is None]
+def _queue_draft(db: Connection, draft: PostDraft, at: str | None) -> list[int]:
+    new_chats = [c for c in dict.fromkeys(draft.chat_ids) if run(
+        db, "SELECT 1 FROM posts WHERE key = :key AND chat_id = :chat_id",
+        {"key": draft.key, "chat_id": c}).fetchone() is None]
     if not new_chats:
         return []
     chart_id = None
     if draft.chart is not None:  # stored once, however many chats get it
-        chart_id = db.execute("INSERT INTO charts (png, created_at) VALUES (?, ?)",
-                              (draft.chart, at)).lastrowid
-    return [inserted_id(db.execute(
-                "INSERT INTO posts (kind, key, chat_id, html, plain, chart_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (draft.kind, draft.key, chat, draft.html, draft.plain, chart_id, at)))
-            for chat in new_chats]
+        chart_id = run(db, "INSERT INTO charts (png, created_at) VALUES (:png, :at) "
+                           "RETURNING id", {"png": draft.chart, "at": at}).scalar_one()
+    # ON CONFLICT: on PostgreSQL another worker may have queued the same (key, chat) since
+    ids = [run(db, "INSERT INTO posts (kind, key, chat_id, html, plain, chart_id, created_at) "
+                   "VALUES (:kind, :key, :chat_id, :html, :plain, :chart_id, :at) "
+                   "ON CONFLICT (key, chat_id) DO NOTHING RETURNING id",
+               {"kind": draft.kind, "key": draft.key, "chat_id": chat, "html": draft.html,
+                "plain": draft.plain, "chart_id": chart_id, "at": at}).scalar()
+           for chat in new_chats]
+    return [i for i in ids if i is not None]
 
 
-def queue_notice(db: sqlite3.Connection, chat_ids: Sequence[str], text: str,
-                 at: str | None) -> None:
-    db.executemany("INSERT INTO notices (chat_id, text, created_at) VALUES (?, ?, ?)",
-                   [(chat, text, at) for chat in chat_ids])
+def queue_notice(db: Connection, chat_ids: Sequence[str], text: str, at: str | None) -> None:
+    for chat in chat_ids:
+        run(db, "INSERT INTO notices (chat_id, text, created_at) VALUES (:chat_id, :text, :at)",
+            {"chat_id": chat, "text": text, "at": at})
 
 
 class PostsStore(Database):
@@ -108,26 +112,30 @@ class PostsStore(Database):
             return queue_drafts(db, drafts, iso(utcnow()))
 
     def has_posts(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM posts WHERE key = ? LIMIT 1",
-                                (key,)).fetchone() is not None
+        with self._read() as db:
+            return run(db, "SELECT 1 FROM posts WHERE key = :key LIMIT 1",
+                       {"key": key}).fetchone() is not None
 
     def posts(self, key_prefix: str = "") -> list[PostStatus]:
         """Every post whose key starts with `key_prefix`, with its status (for tests, status)."""
-        rows = self._db.execute("SELECT * FROM posts WHERE substr(key, 1, ?) = ? ORDER BY id",
-                                (len(key_prefix), key_prefix)).fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT * FROM posts WHERE substr(key, 1, :n) = :prefix ORDER BY id",
+                       {"n": len(key_prefix), "prefix": key_prefix}).mappings().fetchall()
         return [PostStatus(_post_from_row(r), r["status"]) for r in rows]
 
     def pending_posts(self, limit: int = 100, now: datetime | None = None) -> list[Post]:
-        rows = self._db.execute(
-            f"SELECT * FROM posts WHERE status = 'pending' AND (not_before IS NULL OR "
-            f"not_before <= ?) AND {NOT_PAUSED} ORDER BY id LIMIT ?",
-            (iso(now or utcnow()), limit)).fetchall()
+        with self._read() as db:
+            rows = run(db, f"SELECT * FROM posts WHERE status = 'pending' AND (not_before IS "
+                           f"NULL OR not_before <= :now) AND {NOT_PAUSED} ORDER BY id "
+                           f"LIMIT :limit",
+                       {"now": iso(now or utcnow()), "limit": limit}).mappings().fetchall()
         return [_post_from_row(r) for r in rows]
 
     def chart(self, chart_id: int) -> Chart:
-        row = self._db.execute("SELECT png, file_id FROM charts WHERE id = ?",
-                               (chart_id,)).fetchone()
-        return Chart(bytes(row[0]), row[1])
+        with self._read() as db:
+            row = run(db, "SELECT png, file_id FROM charts WHERE id = :id",
+                      {"id": chart_id}).mappings().one()
+        return Chart(bytes(row["png"]), row["file_id"])  # BYTEA may come back as memoryview
 
     def mark_post_sending(self, post_id: int) -> None:
         with self._tx() as db:
@@ -138,8 +146,9 @@ class PostsStore(Database):
         with self._tx() as db:
             POSTS.sent(db, post_id, message_id)
             if file_id:
-                db.execute("UPDATE charts SET file_id = ? WHERE id = (SELECT chart_id FROM "
-                           "posts WHERE id = ?) AND file_id IS NULL", (file_id, post_id))
+                run(db, "UPDATE charts SET file_id = :file_id WHERE id = (SELECT chart_id "
+                        "FROM posts WHERE id = :id) AND file_id IS NULL",
+                    {"file_id": file_id, "id": post_id})
 
     def mark_post_retry(self, post_id: int, error: str, delay: timedelta,
                         *, outcome_unknown: bool = False) -> None:
@@ -157,16 +166,19 @@ class PostsStore(Database):
             queue_notice(db, chat_ids, text, iso(utcnow()))
 
     def pending_notices(self, limit: int = 100) -> list[Notice]:
-        rows = self._db.execute("SELECT id, chat_id, text, attempts FROM notices "
-                                "WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,))
+        with self._read() as db:
+            rows = run(db, "SELECT id, chat_id, text, attempts FROM notices "
+                           "WHERE status = 'pending' ORDER BY id LIMIT :limit",
+                       {"limit": limit}).mappings().fetchall()
         return [Notice(r["id"], r["chat_id"], r["text"], r["attempts"]) for r in rows]
 
     def mark_notice(self, notice_id: int, status: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE notices SET status = ?, attempts = attempts + 1, sent_at = ? "
-                       "WHERE id = ?", (status, iso(utcnow()), notice_id))
+            run(db, "UPDATE notices SET status = :status, attempts = attempts + 1, "
+                    "sent_at = :at WHERE id = :id",
+                {"status": status, "at": iso(utcnow()), "id": notice_id})
 
 
-def _post_from_row(r: sqlite3.Row) -> Post:
+def _post_from_row(r: RowMapping) -> Post:
     return Post(id=r["id"], kind=r["kind"], key=r["key"], chat_id=r["chat_id"], html=r["html"],
                 plain=r["plain"], chart_id=r["chart_id"], attempts=r["attempts"])

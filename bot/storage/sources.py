@@ -8,11 +8,12 @@ stored feeds; the caller checks them against the config's.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.storage.sqlite import Database, iso, parse_time, utcnow
+from sqlalchemy import RowMapping
+
+from bot.storage.database import Database, iso, parse_time, run, utcnow
 
 
 @dataclass(frozen=True)
@@ -33,30 +34,35 @@ class SourcesStore(Database):
     """Rows of `stored_feeds`, keyed by name."""
 
     def stored_feeds(self) -> list[StoredFeed]:
-        rows = self._db.execute("SELECT * FROM stored_feeds ORDER BY added_at, name").fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT * FROM stored_feeds ORDER BY added_at, name"
+                       ).mappings().fetchall()
         return [_feed_from_row(r) for r in rows]
 
     def add_stored_feed(self, feed: StoredFeed) -> bool:
         """Keep `feed`; False when a stored feed already has its name or its URL."""
         with self._tx() as db:
-            clash = db.execute("SELECT 1 FROM stored_feeds WHERE name = ? OR url = ?",
-                               (feed.name, feed.url)).fetchone()
+            clash = run(db, "SELECT 1 FROM stored_feeds WHERE name = :name OR url = :url",
+                        {"name": feed.name, "url": feed.url}).first()
             if clash:
                 return False
-            db.execute("INSERT INTO stored_feeds (name, url, interval_s, kind, origin, "
-                       "added_by, tags, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (feed.name, feed.url, feed.interval.total_seconds(), feed.kind,
-                        feed.origin, feed.added_by, json.dumps(list(feed.tags)),
-                        iso(feed.added_at or utcnow())))
+            run(db, "INSERT INTO stored_feeds (name, url, interval_s, kind, origin, added_by, "
+                "tags, added_at) VALUES (:name, :url, :interval_s, :kind, :origin, :added_by, "
+                ":tags, :added_at)",
+                {"name": feed.name, "url": feed.url,
+                 "interval_s": feed.interval.total_seconds(), "kind": feed.kind,
+                 "origin": feed.origin, "added_by": feed.added_by,
+                 "tags": json.dumps(list(feed.tags)),
+                 "added_at": iso(feed.added_at or utcnow())})
         return True
 
     def remove_stored_feed(self, name: str) -> bool:
         with self._tx() as db:
-            return db.execute("DELETE FROM stored_feeds WHERE name = ?",
-                              (name,)).rowcount > 0
+            return run(db, "DELETE FROM stored_feeds WHERE name = :name",
+                       {"name": name}).rowcount > 0
 
 
-def _feed_from_row(row: sqlite3.Row) -> StoredFeed:
+def _feed_from_row(row: RowMapping) -> StoredFeed:
     return StoredFeed(name=row["name"], url=row["url"],
                       interval=timedelta(seconds=row["interval_s"]), kind=row["kind"],
                       origin=row["origin"], added_by=row["added_by"],

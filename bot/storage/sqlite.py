@@ -1,52 +1,21 @@
-"""The SQLite specifics, in one place: the connection (WAL), transactions, the private
-in-memory copy used by dry runs, exports and evals, and how times are stored. A file is checked
-as it is opened (bot/storage/integrity.py): damaged state is refused, never started anew.
-
-Every per-entity part of the store derives from `Database` and shares its one connection;
-bot/storage/store.py composes them and migrates the schema on open.
+"""The SQLite specifics, in one place: the connection (WAL, autocommit, checked as it is
+opened: bot/storage/integrity.py), the engine that shares it, the private in-memory copy used
+by dry runs, exports and evals, and online backups. Damaged state is refused, never started
+anew; what is not SQLite's (the queries) lives in the per-entity modules.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.storage.integrity import CheckedConnection, backup, quick_check, refuse_empty
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import StaticPool
+
+from bot.storage.integrity import CheckedConnection, quick_check, refuse_empty
+from bot.storage.integrity import backup as backup_file
 
 MEMORY = Path(":memory:")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    """A datetime as stored: UTC ISO-8601 to the second."""
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def inserted_id(cursor: sqlite3.Cursor) -> int:
-    """The rowid an INSERT just gave (sqlite3 types it optional for statements that insert none)."""
-    if cursor.lastrowid is None:
-        raise sqlite3.DatabaseError("INSERT gave no rowid")
-    return cursor.lastrowid
-
-
-def id_filter(column: str, ids: Collection[str] | None, args: list[object]) -> str:
-    """` AND column IN (…)` for `ids`, their values appended to `args`: nothing for None,
-    never true for none."""
-    if ids is None:
-        return ""
-    wanted = list(ids)
-    args += wanted
-    return f" AND {column} IN ({', '.join('?' * len(wanted))})" if wanted else " AND 0"
 
 
 def connect(path: Path) -> CheckedConnection:
@@ -58,7 +27,6 @@ def connect(path: Path) -> CheckedConnection:
     db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False,
                          factory=CheckedConnection)
     db.name = str(path)
-    db.row_factory = sqlite3.Row
     try:
         if path != MEMORY:
             quick_check(db, str(path))
@@ -88,42 +56,24 @@ def copy_in_memory(path: Path) -> CheckedConnection:
     return db
 
 
-class Database:
-    """One SQLite file, or a private in-memory copy of one; all methods are short
-    transactions on this one connection."""
+def engine(path: Path, *, private_copy: bool = False) -> Engine:
+    """One engine over one connection, opened now (so that a damaged file is refused here):
+    the store is used from one process, and SQLite has one writer anyway."""
+    db = copy_in_memory(path) if private_copy else connect(path)
+    return create_engine("sqlite://", creator=lambda: db, poolclass=StaticPool)
 
-    def __init__(self, path: Path, *, private_copy: bool = False) -> None:
-        path = Path(path)
-        self.path = MEMORY if private_copy else path
-        self._db: CheckedConnection = copy_in_memory(path) if private_copy else connect(path)
 
-    def close(self) -> None:
-        self._db.close()
+def raw_connection(engine: Engine) -> CheckedConnection:
+    """The sqlite3 connection under `engine`."""
+    with engine.connect() as db:
+        raw = db.connection.dbapi_connection
+    assert isinstance(raw, CheckedConnection)
+    return raw
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        """The connection itself, for tests and operators' checks."""
-        return self._db
 
-    def take_problem(self) -> str | None:
-        """A problem of the file or the disk noticed since the last call (told once)."""
-        return self._db.take_problem()
+def take_problem(engine: Engine) -> str | None:
+    return raw_connection(engine).take_problem()
 
-    def backup_to(self, target: Path) -> Path:
-        """An online, checked copy of the state at `target` (the bot may keep writing)."""
-        return backup(self._db, target)
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error)."""
-        return self._tx()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:  # SQLite ends it itself on a full disk or I/O error
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+def backup(engine: Engine, target: Path) -> Path:
+    return backup_file(raw_connection(engine), target)

@@ -7,14 +7,14 @@ Vectors are stored as float16 (half the bytes; alignment only needs cosines to a
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from sqlalchemy import Connection
 
-from bot.storage.sqlite import Database
+from bot.storage.database import Database, run
 
 
 @dataclass(frozen=True, eq=False)  # arrays do not compare to a bool
@@ -49,13 +49,20 @@ def _stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def remember_story(db: sqlite3.Connection, article_key: str, story: Story,
+def _vectors(blob: bytes | memoryview, dim: int) -> np.ndarray:
+    # BYTEA may come back as a memoryview: bytes() for both backends
+    return np.frombuffer(bytes(blob), dtype=np.float16).reshape(-1, dim).astype(np.float32)
+
+
+def remember_story(db: Connection, article_key: str, story: Story,
                    origin_key: str | None) -> None:
     """Inside the caller's transaction (the one that records the article)."""
-    db.execute("INSERT OR IGNORE INTO stories VALUES (?, ?, ?, ?, ?, ?)",
-               (article_key, json.dumps(list(story.narrative_ids)),
-                story.vectors.astype(np.float16).tobytes(), story.vectors.shape[1],
-                _stamp(story.seen_at), origin_key))
+    run(db, "INSERT INTO stories (article_key, narratives, vectors, dim, seen_at, origin_key) "
+        "VALUES (:article_key, :narratives, :vectors, :dim, :seen_at, :origin_key) "
+        "ON CONFLICT (article_key) DO NOTHING",
+        {"article_key": article_key, "narratives": json.dumps(list(story.narrative_ids)),
+         "vectors": story.vectors.astype(np.float16).tobytes(), "dim": story.vectors.shape[1],
+         "seen_at": _stamp(story.seen_at), "origin_key": origin_key})
 
 
 class StoriesStore(Database):
@@ -64,30 +71,32 @@ class StoriesStore(Database):
     def story_origins(self, since: datetime,
                       narrative_ids: Collection[str]) -> list[OriginStory]:
         """Origins seen since `since` that carry one of the narratives, oldest first."""
-        rows = self._db.execute(
-            "SELECT article_key, narratives, vectors, dim FROM stories WHERE origin_key IS NULL "
-            "AND seen_at >= ? ORDER BY seen_at, article_key", (_stamp(since),)).fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT article_key, narratives, vectors, dim FROM stories "
+                       "WHERE origin_key IS NULL AND seen_at >= :since "
+                       "ORDER BY seen_at, article_key",
+                       {"since": _stamp(since)}).mappings().fetchall()
         wanted = set(narrative_ids)
-        return [OriginStory(key, np.frombuffer(blob, dtype=np.float16).reshape(-1, dim)
-                            .astype(np.float32))
-                for key, narratives, blob, dim in rows if wanted & set(json.loads(narratives))]
+        return [OriginStory(r["article_key"], _vectors(r["vectors"], r["dim"]))
+                for r in rows if wanted & set(json.loads(r["narratives"]))]
 
     def copies_of(self, origin_key: str) -> list[Copy]:
-        rows = self._db.execute(
-            "SELECT a.key, a.source, a.title, a.url FROM stories s JOIN articles a "
-            "ON a.key = s.article_key WHERE s.origin_key = ? ORDER BY s.seen_at, a.key",
-            (origin_key,)).fetchall()
-        return [Copy(*row) for row in rows]
+        with self._read() as db:
+            rows = run(db, "SELECT a.key, a.source, a.title, a.url FROM stories s "
+                       "JOIN articles a ON a.key = s.article_key WHERE s.origin_key = :origin "
+                       "ORDER BY s.seen_at, a.key", {"origin": origin_key}).mappings().fetchall()
+        return [Copy(r["key"], r["source"], r["title"], r["url"]) for r in rows]
 
     def story_sources(self, origin_key: str) -> set[str]:
         """The sources of a story: its origin's and every copy's listed under it."""
-        rows = self._db.execute(
-            "SELECT source FROM articles WHERE key = ? UNION SELECT a.source FROM stories s "
-            "JOIN articles a ON a.key = s.article_key WHERE s.origin_key = ?",
-            (origin_key, origin_key)).fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT source FROM articles WHERE key = :origin UNION "
+                       "SELECT a.source FROM stories s JOIN articles a ON a.key = s.article_key "
+                       "WHERE s.origin_key = :origin", {"origin": origin_key}).fetchall()
         return {r[0] for r in rows}
 
     def origin_of(self, article_key: str) -> str | None:
-        row = self._db.execute("SELECT origin_key FROM stories WHERE article_key = ?",
-                               (article_key,)).fetchone()
+        with self._read() as db:
+            row = run(db, "SELECT origin_key FROM stories WHERE article_key = :key",
+                      {"key": article_key}).first()
         return None if row is None else row[0]

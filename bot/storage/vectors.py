@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.storage.sqlite import Database
-
 log = logging.getLogger(__name__)
 
 MAX_ROWS_PER_QUERY = 500
@@ -36,12 +34,24 @@ def text_digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-class VectorFile(Database):
-    """The cache file; every failure is logged and treated as a miss."""
+class VectorFile:
+    """The cache file (SQLite whatever the state's backend: it belongs to the machine);
+    every failure is logged and treated as a miss."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._db.execute(_SCHEMA)
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        self._db.close()
 
     @classmethod
     def open(cls, path: Path) -> VectorFile | None:
@@ -73,7 +83,9 @@ class VectorFile(Database):
         rows = [(model, text_digest(t), np.asarray(v, dtype=np.float32).tobytes())
                 for t, v in zip(texts, vectors, strict=True)]
         try:
-            with self._tx() as db:
-                db.executemany("INSERT OR REPLACE INTO text_vectors VALUES (?, ?, ?)", rows)
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO text_vectors VALUES (?, ?, ?)",
+                                     rows)
         except sqlite3.Error as exc:
             log.warning("vector cache %s not written (%s)", self.path, exc)

@@ -7,19 +7,22 @@ are never pruned with articles, so trends outlive the articles behind them.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import Connection
+
+from bot.storage.database import Database, in_filter, iso, parse_time, run, utcnow
 from bot.storage.posts import PostDraft, queue_drafts
-from bot.storage.sqlite import Database, id_filter, iso, parse_time, utcnow
 
 UNDETERMINED = "und"  # ISO 639-2 "undetermined": the language of an article nobody could tell
 
 # When a match counts: its article's publication time, but never later than when the article
 # was seen (feeds with clocks or time zones in the future) and the seen time when undated.
-COUNTED_AT = "COALESCE(MIN(a.published, a.seen_at), a.seen_at)"
+COUNTED_AT = ("CASE WHEN a.published IS NOT NULL AND a.published < a.seen_at "
+              "THEN a.published ELSE a.seen_at END")
 
 
 @dataclass(frozen=True)
@@ -61,20 +64,22 @@ def volume_hour(published: datetime | None, seen: datetime | None, *,
     return moment.replace(minute=0, second=0, microsecond=0) if floor else moment
 
 
-def count_volume(db: sqlite3.Connection, narrative_id: str, hour: str | None, source: str,
+def count_volume(db: Connection, narrative_id: str, hour: str | None, source: str,
                  language: str, matches: int = 1) -> None:
-    db.execute("INSERT INTO volumes VALUES (?, ?, ?, ?, ?) ON CONFLICT(narrative_id, hour, "
-               "source, language) DO UPDATE SET matches = matches + excluded.matches",
-               (narrative_id, hour, source, language, matches))
+    run(db, "INSERT INTO volumes VALUES (:narrative_id, :hour, :source, :language, :matches) "
+        "ON CONFLICT(narrative_id, hour, source, language) "
+        "DO UPDATE SET matches = volumes.matches + excluded.matches",
+        {"narrative_id": narrative_id, "hour": hour, "source": source, "language": language,
+         "matches": matches})
 
 
-def rebuild_volumes(db: sqlite3.Connection) -> None:
+def rebuild_volumes(db: Connection) -> None:
     """Volumes from the stored matches (the migration from schema 1)."""
-    db.execute("DELETE FROM volumes")
+    run(db, "DELETE FROM volumes")
     counts: dict[tuple[str, str | None, str, str], int] = {}
-    rows = db.execute(f"SELECT DISTINCT m.narrative_id, m.article_key, a.source, a.language, "
-                      f"{COUNTED_AT} AS counted_at FROM matches m JOIN articles a "
-                      f"ON a.key = m.article_key")
+    rows = run(db, f"SELECT DISTINCT m.narrative_id, m.article_key, a.source, a.language, "
+                   f"{COUNTED_AT} AS counted_at FROM matches m JOIN articles a "
+                   f"ON a.key = m.article_key").mappings()
     for r in rows:
         hour = iso(volume_hour(parse_time(r["counted_at"]), None))
         key = (r["narrative_id"], hour, r["source"], r["language"] or UNDETERMINED)
@@ -89,18 +94,21 @@ class VolumesStore(Database):
     def volumes(self, since: datetime, until: datetime | None = None,
                 narrative_ids: Collection[str] | None = None) -> list[Volume]:
         """Hourly volume rows with since <= hour < until (UTC hour starts), oldest first."""
-        sql = "SELECT * FROM volumes WHERE hour >= ?"
-        args: list[object] = [iso(volume_hour(since, since))]
+        statement = "SELECT * FROM volumes WHERE hour >= :since"
+        params: dict[str, Any] = {"since": iso(volume_hour(since, since))}
         if until is not None:
-            sql += " AND hour < ?"
-            args.append(iso(until))
-        sql += id_filter("narrative_id", narrative_ids, args)
-        rows = self._db.execute(sql + " ORDER BY hour, narrative_id, source, language", args)
+            statement += " AND hour < :until"
+            params["until"] = iso(until)
+        statement += in_filter("narrative_id", narrative_ids, params)
+        with self._read() as db:
+            rows = run(db, statement + " ORDER BY hour, narrative_id, source, language",
+                       params).mappings().fetchall()
         return [Volume(r["narrative_id"], datetime.fromisoformat(r["hour"]), r["source"],
-                       r["language"], r["matches"]) for r in rows]
+                       r["language"], int(r["matches"])) for r in rows]
 
     def spike_states(self) -> dict[str, SpikeState]:
-        rows = self._db.execute("SELECT * FROM spikes").fetchall()
+        with self._read() as db:
+            rows = run(db, "SELECT * FROM spikes").mappings().fetchall()
         return {r["narrative_id"]: SpikeState(
             r["narrative_id"], bool(r["active"]), parse_time(r["started_at"]),
             parse_time(r["calmed_at"]), r["z"], r["window_count"]) for r in rows}
@@ -114,28 +122,31 @@ class VolumesStore(Database):
         """
         at = iso(utcnow())
         with self._tx() as db:
-            row = db.execute("SELECT active FROM spikes WHERE narrative_id = ?",
-                             (narrative_id,)).fetchone()
-            if row is not None and row[0]:
+            active = run(db, "SELECT active FROM spikes WHERE narrative_id = :narrative_id",
+                         {"narrative_id": narrative_id}).scalar()
+            if active:
                 return []
-            db.execute("INSERT INTO spikes (narrative_id, active, started_at, calmed_at, "
-                       "checked_at, z, window_count, details) VALUES (?, 1, ?, NULL, ?, ?, ?, ?) "
-                       "ON CONFLICT(narrative_id) DO UPDATE SET active = 1, "
-                       "started_at = excluded.started_at, calmed_at = NULL, "
-                       "checked_at = excluded.checked_at, z = excluded.z, "
-                       "window_count = excluded.window_count, details = excluded.details",
-                       (narrative_id, at, at, z, window_count, details))
+            run(db, "INSERT INTO spikes (narrative_id, active, started_at, calmed_at, "
+                "checked_at, z, window_count, details) VALUES (:narrative_id, 1, :at, NULL, "
+                ":at, :z, :window_count, :details) ON CONFLICT (narrative_id) DO UPDATE SET "
+                "active = 1, started_at = excluded.started_at, calmed_at = NULL, "
+                "checked_at = excluded.checked_at, z = excluded.z, "
+                "window_count = excluded.window_count, details = excluded.details",
+                {"narrative_id": narrative_id, "at": at, "z": z, "window_count": window_count,
+                 "details": details})
             return queue_drafts(db, drafts, at)
 
     def note_spike_check(self, narrative_id: str, z: float, window_count: int, *,
                          calm: bool) -> bool:
         """Record the latest z of a spiking narrative; `calm` ends the spike. True if it ended."""
-        at = iso(utcnow())
+        params = {"at": iso(utcnow()), "z": z, "window_count": window_count,
+                  "narrative_id": narrative_id}
         with self._tx() as db:
             if calm:
-                return db.execute("UPDATE spikes SET active = 0, calmed_at = ?, checked_at = ?, "
-                                  "z = ?, window_count = ? WHERE narrative_id = ? AND active = 1",
-                                  (at, at, z, window_count, narrative_id)).rowcount > 0
-            db.execute("UPDATE spikes SET checked_at = ?, z = ?, window_count = ? "
-                       "WHERE narrative_id = ?", (at, z, window_count, narrative_id))
+                return run(db, "UPDATE spikes SET active = 0, calmed_at = :at, checked_at = :at, "
+                           "z = :z, window_count = :window_count "
+                           "WHERE narrative_id = :narrative_id AND active = 1",
+                           params).rowcount > 0
+            run(db, "UPDATE spikes SET checked_at = :at, z = :z, window_count = :window_count "
+                "WHERE narrative_id = :narrative_id", params)
             return False

@@ -32,7 +32,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot.models import Alert
 from bot.storage.audience import Audience
-from bot.storage.sqlite import utcnow
+from bot.storage.database import utcnow
 from bot.storage.store import Post, Store
 from bot.telegram.buttons import ButtonSigner
 from bot.telegram.console import ConsoleSink

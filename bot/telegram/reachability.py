@@ -14,7 +14,7 @@ from datetime import datetime
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bot.storage.sqlite import utcnow
+from bot.storage.database import utcnow
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)

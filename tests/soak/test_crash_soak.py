@@ -115,14 +115,10 @@ def _candidates() -> list[tuple[str, str]]:
     return narrative + ordinary
 
 
-def _choose_items(app: App, spacing: float) -> tuple[list[Item], set[str]]:
-    """Score candidates with the real matcher; keep clear-cut ones; the expected set E (URLs).
-
-    Items are published round-robin over FEEDS, alternating narrative and ordinary; each feed
-    has one item at the start (an empty feed is an error, and errors mean back-off).
-    """
+def _clear_cut(app: App, candidates: list[tuple[str, str]]) -> dict[bool, list[tuple[str, str]]]:
+    """The candidates the real matcher puts clearly on one side: True alerts, False does not."""
     clear: dict[bool, list[tuple[str, str]]] = {True: [], False: []}
-    for title, text in _candidates():
+    for title, text in candidates:
         _, scores = app.score(title, text)
         supported = [s for s in scores if s.supported]
         best = max(s.score - s.threshold for s in scores)
@@ -131,6 +127,16 @@ def _choose_items(app: App, spacing: float) -> tuple[list[Item], set[str]]:
         elif not supported and best <= -ORDINARY_CEILING:
             clear[False].append((title, text))
         # anything in between is left out: the soak tests delivery, not the matcher's edge
+    return clear
+
+
+def _choose_items(app: App, spacing: float) -> tuple[list[Item], set[str]]:
+    """Score candidates with the real matcher; keep clear-cut ones; the expected set E (URLs).
+
+    Items are published round-robin over FEEDS, alternating narrative and ordinary; each feed
+    has one item at the start (an empty feed is an error, and errors mean back-off).
+    """
+    clear = _clear_cut(app, _candidates())
     need = ITEMS // 2
     assert len(clear[True]) >= need and len(clear[False]) >= need, (
         f"not enough clear-cut items: {len(clear[True])} alerting, {len(clear[False])} silent")
@@ -218,13 +224,16 @@ class SlowTelegram(FakeTelegram):
 
 
 class Daemon:
-    """Starts `python -m bot run` with the token in its environment only; logs per run."""
+    """Starts `python -m bot run` (or another `command`) with the token in its environment
+    only; logs per run, named after `name`."""
 
-    def __init__(self, config: Config, workdir: Path) -> None:
+    def __init__(self, config: Config, workdir: Path, command: tuple[str, ...] = ("run",),
+                 name: str = "run") -> None:
         self.config = config
         self.workdir = workdir
+        self.command, self.name = command, name
         self.logs = workdir / "logs"
-        self.logs.mkdir()
+        self.logs.mkdir(exist_ok=True)
         self.env = {**os.environ, config.telegram.token_env: TOKEN}
         self.env.pop("NARRATIVE_BOT_LOG", None)
         self.runs = 0
@@ -232,12 +241,13 @@ class Daemon:
 
     async def start(self) -> asyncio.subprocess.Process:
         self.runs += 1
-        out = (self.logs / f"run-{self.runs:02d}.stdout").open("w")
-        err = (self.logs / f"run-{self.runs:02d}.stderr").open("w")
+        out = (self.logs / f"{self.name}-{self.runs:02d}.stdout").open("w")
+        err = (self.logs / f"{self.name}-{self.runs:02d}.stderr").open("w")
         self._files += [out, err]
         assert self.config.source_file is not None
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", "--config", str(self.config.source_file),
+            sys.executable, "-m", "bot", *self.command, "--config",
+            str(self.config.source_file),
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.workdir,
             env=self.env)
 
@@ -246,10 +256,10 @@ class Daemon:
             f.close()
 
     def log_files(self) -> list[Path]:
-        return sorted(self.logs.iterdir())
+        return sorted(self.logs.glob(f"{self.name}-*"))
 
     def tail(self, lines: int = 30) -> str:
-        last = self.logs / f"run-{self.runs:02d}.stderr"
+        last = self.logs / f"{self.name}-{self.runs:02d}.stderr"
         return "\n".join(last.read_text("utf-8", "replace").splitlines()[-lines:])
 
 
@@ -268,6 +278,22 @@ def _item_of(plain: str, titles: dict[str, Item]) -> Item | None:
     (the link's text; the evidence may quote the title again)."""
     found = {titles[line] for line in plain.splitlines() if line in titles}
     return found.pop() if len(found) == 1 else None
+
+
+def _tally(telegram: FakeTelegram, by_title: dict[str, Item]
+           ) -> tuple[Counter[str], list[str], int]:
+    """What Telegram received for the channel, item by item: copies per item URL, texts about
+    no item, and how many messages in all ("delivered": every message Telegram accepted)."""
+    copies: Counter[str] = Counter()
+    strays: list[str] = []
+    sent = telegram.messages_to(CHANNEL)
+    for message in sent:
+        item = _item_of(message.plain_text or "", by_title)
+        if item is None:
+            strays.append(message.plain_text or "")
+        else:
+            copies[item.url] += 1
+    return copies, strays, len(sent)
 
 
 @pytest.mark.slow
@@ -358,16 +384,7 @@ async def test_sigkill_soak_loses_nothing_and_explains_every_duplicate(
                 await proc.wait()
             daemon.close()
 
-        # What Telegram received for the channel, item by item.
-        copies: Counter[str] = Counter()
-        strays: list[str] = []
-        sent = telegram.messages_to(CHANNEL)  # "delivered": every message Telegram accepted
-        for message in sent:
-            item = _item_of(message.plain_text or "", by_title)
-            if item is None:
-                strays.append(message.plain_text or "")
-            else:
-                copies[item.url] += 1
+        copies, strays, sent = _tally(telegram, by_title)
         lost = sorted(expected - set(copies))
         unexpected = sorted(set(copies) - expected)
         duplicated = sorted(url for url, count in copies.items() if count > 1)
@@ -389,7 +406,7 @@ async def test_sigkill_soak_loses_nothing_and_explains_every_duplicate(
     interrupted_of = {url: n for url, _, n in rows}
 
     with capsys.disabled():
-        print(f"faults tried: {kills}, alerts expected: {len(expected)}, delivered: {len(sent)}, "
+        print(f"faults tried: {kills}, alerts expected: {len(expected)}, delivered: {sent}, "
               f"lost: {len(lost)}, duplicated: {len(duplicated)} "
               f"(interrupted sends: {interrupted})")
         print(f"crash soak: set-up {started - began:.0f} s, kills {soaked - started:.0f} s, "
