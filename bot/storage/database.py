@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, TextClause, text
+from sqlalchemy import Connection, CursorResult, Engine, text
 
 from bot.storage import postgres, sqlite
 
@@ -37,11 +37,6 @@ def parse_time(value: str | None) -> datetime | None:
 
 def is_url(location: Location) -> bool:
     return isinstance(location, str) and postgres.is_postgres_url(location)
-
-
-def sql(statement: str) -> TextClause:
-    """A query with `:name` parameters, the same text on both backends."""
-    return text(statement)
 
 
 def run(db: Connection, statement: str, params: Mapping[str, Any] | None = None,
