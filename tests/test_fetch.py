@@ -17,8 +17,8 @@ from pathlib import Path
 import brotli
 import httpx
 import pytest
-import zstandard
 from aiohttp import web
+from backports import zstd
 
 from bot.feeds.fetch import FetchLimits, fetch_feed, make_client, parse_retry_after
 from bot.models import HttpCacheState
@@ -67,7 +67,7 @@ def _brotli(data: bytes) -> bytes:
 
 
 def _zstd(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor().compress(data)
+    return zstd.compress(data)
 
 
 ENCODERS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
@@ -286,6 +286,32 @@ async def test_compression_bomb_is_stopped_without_decoding_it_all(
         tracemalloc.stop()
     assert result.error == "body larger than 1.0 MB"
     assert peak < 16 * 1024 * 1024, f"peak {peak} bytes: the bomb was decoded too far"
+
+
+def _zstd_stream(data: bytes, window_log: int) -> bytes:
+    """A zstd frame written as a stream: its header names the window, not the content size."""
+    compressor = zstd.ZstdCompressor(options={zstd.CompressionParameter.window_log: window_log})
+    return compressor.compress(data, mode=zstd.ZstdCompressor.CONTINUE) + compressor.flush()
+
+
+async def test_zstd_frames_in_a_row_are_one_body(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    half = len(RSS) // 2
+    body = zstd.compress(RSS[:half]) + _zstd_stream(RSS[half:], window_log=20)
+    server.route("/feed.xml", body, headers={"Content-Encoding": "zstd"})
+    result = await fetch_feed(client, server.url("/feed.xml"), NO_CACHE, LIMITS)
+    assert result.error is None and result.body == RSS
+
+
+async def test_zstd_window_over_8_mib_is_refused(
+    server: FeedServer, client: httpx.AsyncClient
+) -> None:
+    body = _zstd_stream(RSS * 1000, window_log=25)  # RFC 9659 allows HTTP 8 MiB windows
+    server.route("/feed.xml", body, headers={"Content-Encoding": "zstd"})
+    result = await fetch_feed(client, server.url("/feed.xml"), NO_CACHE, LIMITS)
+    assert result.body is None
+    assert result.error is not None and result.error.startswith("could not decode zstd body")
 
 
 # --- HTTP errors -----------------------------------------------------------------------

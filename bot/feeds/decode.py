@@ -14,13 +14,12 @@ import zlib
 from typing import Protocol
 
 import brotli
-import zstandard
+from backports import zstd
 
 log = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
-_ZSTD_SLICE = 64  # zstd emits at most ~32 KiB per input byte; 64-byte slices bound each step
-_ZSTD_MAX_WINDOW = 8 * _MIB  # RFC 8878: HTTP zstd windows are at most 8 MiB
+_ZSTD_WINDOW_LOG_MAX = 23  # RFC 9659: HTTP zstd windows are at most 8 MiB (2**23)
 
 
 class BodyTooLarge(Exception):
@@ -135,39 +134,30 @@ class _Brotli:
         return out
 
 
-class _ZstdStream(Protocol):
-    eof: bool
-    unused_data: bytes
-
-    def decompress(self, data: bytes) -> bytes: ...
-
-
 class _Zstd:
-    """zstd, fed in small slices: its decompressor has no output limit of its own."""
+    """zstd, several frames allowed; `max_length` caps each call's output like zlib's."""
 
     def __init__(self) -> None:
         self.decompressor = self._new()
 
     @staticmethod
-    def _new() -> _ZstdStream:
-        stream: _ZstdStream = zstandard.ZstdDecompressor(
-            max_window_size=_ZSTD_MAX_WINDOW).decompressobj()  # type: ignore[assignment]
-        return stream
+    def _new() -> zstd.ZstdDecompressor:
+        return zstd.ZstdDecompressor(
+            options={zstd.DecompressionParameter.window_log_max: _ZSTD_WINDOW_LOG_MAX})
 
     def decode(self, data: bytes, limit: int) -> bytes:
-        out = bytearray()
         try:
-            for start in range(0, len(data), _ZSTD_SLICE):
-                out += self._step(data[start : start + _ZSTD_SLICE])
-                _check_size(len(out), limit)
-        except zstandard.ZstdError as exc:
+            return self._decompress(data, limit)
+        except zstd.ZstdError as exc:
             raise DecodeError(f"could not decode zstd body: {exc}") from exc
-        return bytes(out)
 
-    def _step(self, data: bytes) -> bytes:
-        out = self.decompressor.decompress(data)
-        while self.decompressor.eof and self.decompressor.unused_data:  # next frame
+    def _decompress(self, data: bytes, limit: int) -> bytes:
+        # limit + 1: one byte past the cap is proof enough, and nothing more is ever made
+        out = self.decompressor.decompress(data, max_length=limit + 1)
+        _check_size(len(out), limit)
+        while self.decompressor.eof and self.decompressor.unused_data:  # the next frame
             rest = self.decompressor.unused_data
             self.decompressor = self._new()
-            out += self.decompressor.decompress(rest)
+            out += self.decompressor.decompress(rest, max_length=limit + 1 - len(out))
+            _check_size(len(out), limit)
         return out
