@@ -54,11 +54,14 @@ class LexicalIndex:
                 by_term[self._column[term], row] = weight
         self._by_term = by_term  # term × statement weights
 
+    def _weights(self, text: str) -> tuple[dict[str, float], float]:
+        """Each term's TF-IDF weight in `text`, and their norm."""
+        idf, default = self._idf.get, self._default_idf
+        weights = {t: (1 + math.log(n)) * idf(t, default) for t, n in Counter(terms(text)).items()}
+        return weights, math.sqrt(sum(w * w for w in weights.values())) or 1.0
+
     def _vector(self, text: str) -> dict[str, float]:
-        counts = Counter(terms(text))
-        weights = {t: (1 + math.log(n)) * self._idf.get(t, self._default_idf)
-                   for t, n in counts.items()}
-        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        weights, norm = self._weights(text)
         return {t: w / norm for t, w in weights.items()}
 
     def similarity(self, texts: Sequence[str]) -> np.ndarray:
@@ -66,23 +69,14 @@ class LexicalIndex:
         out = np.zeros((len(texts), self._by_term.shape[1]), dtype=np.float32)
         if not self._by_term.size:
             return out
+        column_of = self._column.get
         for row, text in enumerate(texts):
-            columns, weights, norm = self._shared_weights(text)
-            if columns:
-                out[row] = (np.asarray(weights, dtype=np.float32) / norm) @ self._by_term[columns]
+            weights, norm = self._weights(text)
+            # only the statements' own terms can add to the cosine (the norm counts them all)
+            shared = [(column, w) for t, w in weights.items()
+                      if (column := column_of(t)) is not None]
+            if shared:
+                columns, values = zip(*shared, strict=True)
+                out[row] = (np.asarray(values, dtype=np.float32) / norm) @ self._by_term[
+                    list(columns)]
         return out
-
-    def _shared_weights(self, text: str) -> tuple[list[int], list[float], float]:
-        """The statements' columns of the text's terms, their raw weights, and the norm over
-        all its terms: `_vector` restricted to the statements, in one pass (the hot path)."""
-        idf, default, column_of = self._idf.get, self._default_idf, self._column.get
-        columns: list[int] = []
-        weights: list[float] = []
-        squares = 0.0
-        for term, n in Counter(terms(text)).items():
-            weight = (1 + math.log(n)) * idf(term, default)
-            squares += weight * weight
-            if (column := column_of(term)) is not None:
-                columns.append(column)
-                weights.append(weight)
-        return columns, weights, math.sqrt(squares) or 1.0
