@@ -131,7 +131,7 @@ async def test_narratives_lists_id_title_threshold_and_weekly_matches(bot: Bot) 
     add_alert(bot.store, {CHANNEL: [KZ]})
     reply = await bot.ask("/narratives")
     assert reply.startswith("3 narratives")
-    assert f"{KZ} — {KZ_TITLE}\n   threshold 0.63 · 1 matches in 7 days" in reply
+    assert f"{KZ} — {KZ_TITLE}\n   threshold 0.58 · 1 matches in 7 days" in reply
     assert f"{KG} — Kyrgyzstan should return to its Chinese homeland" in reply
     assert f"{PAMIRS} — " in reply and "0 matches in 7 days" in reply
 
@@ -261,7 +261,7 @@ async def test_score_shows_each_narrative_against_its_threshold(bot: Bot) -> Non
     assert reply.startswith("Scored 1 passage(s):")
     first = reply.split("\n")[1]
     assert first == f"✅ MATCH · {KZ_TITLE}"
-    assert re.search(r"score 0\.\d\d / threshold 0\.63 · counter -?0\.\d\d", reply)
+    assert re.search(r"score 0\.\d\d / threshold 0\.58 · counter -?0\.\d\d", reply)
     assert "Why Kazakhstan is eager to return to China" in reply
     assert reply.count("no match") == 2
 

@@ -210,17 +210,20 @@ async def test_articles_are_committed_one_by_one_as_they_are_judged(
         pipeline = stub_pipeline(config, store, shipped_narratives, client)
         judge = pipeline.matcher.judge
         calls: list[str] = []
+        languages: set[str | None] = set()
 
-        async def dies_on_the_fourth(title: str, text: str) -> object:
+        async def dies_on_the_fourth(title: str, text: str, language: str | None) -> object:
             calls.append(title)
+            languages.add(language)
             if title == "Item 2":  # oldest first: Item 5, 4, 3, then 2
                 raise RuntimeError("the process died here")
-            return await judge(title, text)
+            return await judge(title, text, language)
 
         pipeline.matcher.judge = dies_on_the_fourth  # type: ignore[method-assign,assignment]
         with pytest.raises(RuntimeError, match="died"):
             await pipeline.poll_feed(config.feeds[0], force=True)
         assert store.counts()["articles"] == 3  # those judged before it are kept
+        assert languages == {"en"}  # each article is centred on its own language's mean
         pipeline.matcher.judge = judge  # type: ignore[method-assign]
         report = await pipeline.poll_feed(config.feeds[0], force=True)
     assert report.new_articles == 3 and store.counts()["articles"] == 6

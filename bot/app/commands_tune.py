@@ -59,7 +59,8 @@ def backtest(config: Config, current: Sequence[Narrative], narrative_file: Path,
         articles = app.store.articles_since(start)
         for stored in progress(articles, "stored articles", unit="article"):
             article = stored.article
-            verdict = app.matcher.judge_blocking(article.title, article.text)
+            verdict = app.matcher.judge_blocking(article.title, article.text,
+                                                 article.language)
             found = next((m for m in verdict.matches if m.narrative_id == narrative.id), None)
             if found is not None:
                 hits += 1

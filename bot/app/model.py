@@ -1,6 +1,7 @@
 """The model and the matcher the bot runs, built once at start: the embedder `[model]` asks for
-(the ONNX model is built on first use), the background mean of ordinary news (computed once
-per model and kept in state), and the narratives with the counter-examples learned from 👎.
+(the ONNX model is built on first use), the background means of ordinary news, global and per
+language (computed once per model and kept in state), and the narratives with the
+counter-examples learned from 👎.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from threadpoolctl import ThreadpoolController
 
 from bot.config import Config, Narrative
 from bot.embedding import ONNX_MODEL_DIR, AsyncEmbedder, Embedder, load_embedder
+from bot.feeds import guess_language
 from bot.matching.index import Centering
 from bot.matching.matcher import Matcher
 from bot.storage.store import Store
@@ -73,19 +75,36 @@ def background_sentences(path: Path | None) -> list[str]:
 
 
 def background_centering(config: Config, embedder: Embedder, store: Store) -> Centering:
-    """The mean embedding of ordinary news, computed once per model and background and cached."""
+    """The mean embedding of ordinary news, and one per language of it (`[matching]
+    language_centering`), computed once per model and background and cached."""
     if not config.matching.centering:
         return Centering()
     sentences = background_sentences(config.matching.background_file)
+    weight = config.matching.language_centering
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:16]
-    key = f"background_mean:{embedder.name}:{digest}"
+    key = f"background_mean:{embedder.name}:{digest}:by-language-{weight:g}"
     cached = store.get_meta(key)
     if cached is not None:
-        return Centering(np.asarray(json.loads(cached), dtype=np.float32))
+        return _centering_from_json(cached)
     log.info("computing the background mean over %d sentences (once per model)", len(sentences))
-    mean = embedder.encode(sentences).mean(axis=0)
-    store.set_meta(key, json.dumps([round(float(x), 7) for x in mean]))
-    return Centering(mean.astype(np.float32))
+    centering = Centering.of(embedder.encode(sentences),
+                             [guess_language(s) for s in sentences], weight=weight)
+    store.set_meta(key, _centering_json(centering))
+    return centering
+
+
+def _centering_json(centering: Centering) -> str:
+    def rounded(vector: np.ndarray | None) -> list[float]:
+        return [] if vector is None else [round(float(x), 7) for x in vector]
+    return json.dumps({"mean": rounded(centering.mean), "by_language": {
+        code: rounded(mean) for code, mean in centering.by_language.items()}})
+
+
+def _centering_from_json(text: str) -> Centering:
+    figures = json.loads(text)
+    return Centering(np.asarray(figures["mean"], dtype=np.float32), {
+        code: np.asarray(mean, dtype=np.float32)
+        for code, mean in figures["by_language"].items()})
 
 
 def open_matcher(config: Config, narratives: Sequence[Narrative], store: Store,

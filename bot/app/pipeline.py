@@ -186,7 +186,8 @@ class Pipeline:
         # One embedding request per article: requests from many feeds share the model's batches.
         # Each article is committed as soon as it (and those before it) is judged: a crash
         # mid-batch keeps what was done, and the next start goes on from there.
-        judging = [asyncio.ensure_future(self.matcher.judge(a.title, a.text)) for a in fresh]
+        judging = [asyncio.ensure_future(self.matcher.judge(a.title, a.text, a.language))
+                   for a in fresh]
         verdicts: list[Verdict] = []
         matches = 0
         try:
@@ -205,7 +206,8 @@ class Pipeline:
     async def judge_article(self, feed: FeedConfig, article: Article) -> int:
         """Judge and commit one article a queued poll found new; how many matches. Committing
         it twice (a retried job) records nothing the second time."""
-        return self._record(feed, article, await self.matcher.judge(article.title, article.text))
+        verdict = await self.matcher.judge(article.title, article.text, article.language)
+        return self._record(feed, article, verdict)
 
     def _record(self, feed: FeedConfig, article: Article, verdict: Verdict) -> int:
         """Commit one judged article, its matches and its alerts; how many matches."""

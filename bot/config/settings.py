@@ -114,8 +114,11 @@ class QueueConfig(_Strict):
 class MatchingConfig(_Strict):
     # Scores are cosine similarities after centering (bot/matching); 0.85 suits raw cosine
     # of multilingual-e5 when centering is off.
-    threshold: float = Field(default=0.63, ge=-1.0, le=1.0)
+    threshold: float = Field(default=0.58, ge=-1.0, le=1.0)
     centering: bool = True
+    # each text is centred on weight × its language's background mean + (1 − weight) × the
+    # global one (languages with 10+ background sentences); 0: the global mean for all
+    language_centering: float = Field(default=0.5, ge=0.0, le=1.0)
     background_file: Path | None = None
     # a probe must beat its own best counter-example score by this much
     counter_margin: float = Field(default=0.07, ge=-1.0, le=1.0)

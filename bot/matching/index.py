@@ -3,7 +3,8 @@
 How a passage is judged against a narrative, probe by probe (bot/matching/probes.py):
 - its *score* is the best cosine similarity of the probe to the narrative's positives (its
   statements and its claim and report examples), its *counter score* the best against the
-  narrative's counter-examples (same topic, no claim), both in the centred space;
+  narrative's counter-examples (same topic, no claim), both in the centred space (a probe on
+  its article's language's mean, a narrative's text on the mean of the language it looks like);
 - its *probability* is the narrative's claim classifier on the probe (classifier.py);
 - a probe supports the narrative when the score reaches the threshold, beats its own counter
   score by `counter_margin`, and the probability reaches `min_probability`; a counter-example
@@ -37,12 +38,14 @@ import numpy as np
 
 from bot.config import Narrative
 from bot.embedding import Embedder
+from bot.feeds import guess_language
 from bot.matching.classifier import ClaimClassifier
 from bot.matching.evidence import assertions, evidence_passage
 from bot.matching.guard import KeywordGuard
 from bot.matching.lexical import LexicalIndex
 from bot.matching.probes import (
     Centering,
+    Languages,
     headline_probes,
     passage_probes,
     passage_rows,
@@ -164,7 +167,8 @@ class NarrativeIndex:
         learned = learned or {}
         entries = [self._embed(n, embedder, default_threshold, learned.get(n.id, ()))
                    for n in narratives]
-        self._background = (self.centering.apply(embedder.encode(list(reference_texts)))
+        self._background = (self._centred(embedder.encode(list(reference_texts)),
+                                          reference_texts)
                             if min_probability > 0 and reference_texts else None)
         entries = [self._trained(e, entries) for e in entries]
         statements = [s for e in entries for s in e.statement_texts]
@@ -174,9 +178,9 @@ class NarrativeIndex:
     def _embed(self, narrative: Narrative, embedder: Embedder, default: float,
                learned: Sequence[str]) -> _Entry:
         positives = tuple(narrative.positives)
-        statements = self.centering.apply(embedder.encode(list(positives)))
-        counters = self.centering.apply(embedder.encode(narrative.negatives))
-        marked = self.centering.apply(embedder.encode(list(learned)))
+        statements = self._centred(embedder.encode(list(positives)), positives)
+        counters = self._centred(embedder.encode(narrative.negatives), narrative.negatives)
+        marked = self._centred(embedder.encode(list(learned)), learned)
         threshold = default if narrative.threshold is None else narrative.threshold
         claims = np.array([True] * len(narrative.statements) + [
             e.label == "claim" for e in narrative.training if e.label != "counter"], dtype=bool)
@@ -196,10 +200,16 @@ class NarrativeIndex:
                              *background, *others])
         return replace(entry, classifier=ClaimClassifier.fit(entry.statements, negatives))
 
-    def add_counter_examples(self, narrative_id: str, vectors: np.ndarray) -> None:
-        """Append counter-example vectors (not yet centred) to one narrative; its classifier
-        learns them too."""
-        extra = self.centering.apply(vectors)
+    def _centred(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """`vectors` of `texts` centred, each on the mean of the language it is written in."""
+        languages = [guess_language(t) for t in texts] if self.centering.by_language else None
+        return self.centering.apply(vectors, languages)
+
+    def add_counter_examples(self, narrative_id: str, texts: Sequence[str],
+                             vectors: np.ndarray) -> None:
+        """Append counter-examples (their vectors not yet centred) to one narrative; its
+        classifier learns them too."""
+        extra = self._centred(vectors, texts)
         entries = list(self._stacked.entries)
         for j, e in enumerate(entries):
             if e.narrative.id == narrative_id:
@@ -208,17 +218,19 @@ class NarrativeIndex:
         self._stacked = _Stacked.of(entries)
 
     def score(self, passages: Sequence[Passage], probe_vectors: np.ndarray, *,
+              language: str | None = None,
               ignore_thresholds: bool = False) -> list[PassageScore]:
         """Each narrative's best passage: its best supported one, else its best overall.
 
-        `probe_vectors` holds one row per text of `probe_texts(passages)`.
+        `probe_vectors` holds one row per text of `probe_texts(passages)`; `language`: the
+        article's, which its probes are centred on.
         """
         stacked = self._stacked
         if not passages or not stacked.entries:
             return []
         starts = passage_rows(passages)
         owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(probe_vectors))))
-        probes = self._probe_scores(stacked, probe_texts(passages), probe_vectors)
+        probes = self._probe_scores(stacked, probe_texts(passages), probe_vectors, language)
         marked = np.maximum.reduceat(probes.learned, starts, axis=0)[owner]
         ok = probes.pos - np.maximum(probes.neg, marked) > self.counter_margin
         ok &= probes.prob >= self.min_probability
@@ -253,30 +265,33 @@ class NarrativeIndex:
                         guard_hit=hits[j], guarded_out=bool(guarded[j]))
                 for j in range(len(stacked.entries))]
 
-    def eligible_scores(self, passages: Sequence[Passage], probe_vectors: np.ndarray
-                        ) -> dict[str, float | None]:
+    def eligible_scores(self, passages: Sequence[Passage], probe_vectors: np.ndarray,
+                        language: str | None = None) -> dict[str, float | None]:
         """Each narrative's best score among passages that pass every rule but the threshold
         (None when none does): the article alerts exactly when this reaches the threshold.
         What `calibrate` needs to choose thresholds."""
-        scores = self.score(passages, probe_vectors, ignore_thresholds=True)
+        scores = self.score(passages, probe_vectors, language=language, ignore_thresholds=True)
         return {s.narrative_id: s.score if s.supported else None for s in scores}
 
-    def match(self, passages: Sequence[Passage], probe_vectors: np.ndarray) -> list[Match]:
+    def match(self, passages: Sequence[Passage], probe_vectors: np.ndarray,
+              language: str | None = None) -> list[Match]:
         return [Match(narrative_id=s.narrative_id, narrative_title=s.narrative_title,
                       score=s.score, threshold=s.threshold, passage=s.passage,
                       statement=s.statement)
-                for s in self.score(passages, probe_vectors) if s.supported]
+                for s in self.score(passages, probe_vectors, language=language) if s.supported]
 
     def rank_matrix(self, texts: Sequence[str], vectors: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """(texts × narratives) embedding scores and fused ranks, each text one passage: how
-        the claim-retrieval eval ranks many narratives for one query."""
-        probes = self._probe_scores(self._stacked, texts, vectors)
+        """(texts × narratives) embedding scores and fused ranks, each text one passage (in
+        the language it looks like): how the claim-retrieval eval ranks many narratives for
+        one query."""
+        languages = [guess_language(t) for t in texts] if self.centering.by_language else None
+        probes = self._probe_scores(self._stacked, texts, vectors, languages)
         return probes.pos, probes.rank
 
     def _probe_scores(self, stacked: _Stacked, texts: Sequence[str],
-                      probe_vectors: np.ndarray) -> _Probes:
-        vectors = self.centering.apply(probe_vectors)
+                      probe_vectors: np.ndarray, languages: Languages) -> _Probes:
+        vectors = self.centering.apply(probe_vectors, languages)
         sims = vectors @ stacked.statements.T  # probes × all statements
         fused = sims
         if self._lexical is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from bot.config import MatchingConfig, Narrative
 from bot.embedding import AsyncEmbedder
-from bot.feeds import make_passages
+from bot.feeds import guess_language, make_passages
 from bot.matching.index import Centering, NarrativeIndex, PassageScore, passage_rows, probe_texts
 from bot.matching.texts import TextVectors, VectorKeeper
 from bot.models import Match, Passage
@@ -31,6 +31,7 @@ class Verdict:
     vectors: np.ndarray = field(compare=False, repr=False)  # one row per probe text
     scores: tuple[PassageScore, ...]  # each narrative's best passage and why
     index: NarrativeIndex = field(compare=False, repr=False)  # the index that judged
+    language: str | None = None  # the document's, which its probes were centred on
 
     @property
     def matches(self) -> list[Match]:
@@ -49,7 +50,8 @@ class Verdict:
         """Each narrative's best score among passages that pass every rule but the threshold
         (None when none does): the document alerts exactly when it reaches the threshold.
         What `calibrate` chooses thresholds from."""
-        relaxed = self.index.score(self.passages, self.vectors, ignore_thresholds=True)
+        relaxed = self.index.score(self.passages, self.vectors, language=self.language,
+                                   ignore_thresholds=True)
         return {s.narrative_id: s.score if s.supported else None for s in relaxed}
 
 
@@ -97,28 +99,34 @@ class Matcher:
 
     def learn_counter_example(self, narrative_id: str, text: str) -> None:
         """`text` counts against the narrative from now on (blocking: it embeds the text)."""
-        self._index.add_counter_examples(narrative_id, self.embedder.encode_blocking([text]))
+        self._index.add_counter_examples(narrative_id, [text],
+                                         self.embedder.encode_blocking([text]))
 
     def passages(self, title: str, text: str) -> list[Passage]:
         return make_passages(title, text, max_chars=self.settings.passage_chars,
                              max_passages=self.settings.max_passages)
 
-    async def judge(self, title: str, text: str) -> Verdict:
-        """Split off the event loop, embed through the shared queue, decide off the loop."""
+    async def judge(self, title: str, text: str, language: str | None = None) -> Verdict:
+        """Split off the event loop, embed through the shared queue, decide off the loop.
+        `language`: the article's (declared by its feed, or guessed); guessed when None."""
         passages, probes = await asyncio.to_thread(self._split, title, text)
         vectors = await self.embedder.encode(probes)
         # A learned counter-example replaces the index's arrays whole, so a decision in a
         # thread never sees them half-built.
-        return await asyncio.to_thread(self._decide, passages, vectors)
+        return await asyncio.to_thread(self._decide, passages, vectors, language)
 
-    def judge_blocking(self, title: str, text: str) -> Verdict:
+    def judge_blocking(self, title: str, text: str, language: str | None = None) -> Verdict:
         """The same steps in the calling thread, the model called directly (CLI, eval)."""
         passages, probes = self._split(title, text)
-        return self._decide(passages, self.embedder.encode_blocking(probes))
+        return self._decide(passages, self.embedder.encode_blocking(probes), language)
 
-    def _decide(self, passages: Sequence[Passage], vectors: np.ndarray) -> Verdict:
+    def _decide(self, passages: Sequence[Passage], vectors: np.ndarray,
+                language: str | None) -> Verdict:
         index = self._index
-        return Verdict(tuple(passages), vectors, tuple(index.score(passages, vectors)), index)
+        if language is None and index.centering.by_language:
+            language = guess_language("\n".join(p.text for p in passages))
+        scores = tuple(index.score(passages, vectors, language=language))
+        return Verdict(tuple(passages), vectors, scores, index, language)
 
     def _split(self, title: str, text: str) -> tuple[list[Passage], list[str]]:
         passages = self.passages(title, text)

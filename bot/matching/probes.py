@@ -4,7 +4,8 @@ A passage's probes are its own text, the quoted spans inside it (news that repor
 quotes its headline; the quote alone says it more plainly than the paragraph) and, when it has
 several, its sentences, so that one claim sentence inside a long paragraph is not diluted.
 Vectors are "centred" when a background mean is given: subtracting the mean embedding of
-ordinary news and re-normalising removes what every news sentence shares.
+ordinary news and re-normalising removes what every news sentence shares; a text is centred on
+the mean of its own language's news where the background has enough of it (`Centering.of`).
 Some probes are *headlines* (`headline_probes`): a quoted span, a question, or a passage that
 is nothing but one quoted line. They help find a narrative; they are weak evidence for it.
 """
@@ -12,8 +13,8 @@ is nothing but one quoted line. They help find a narrative; they are weak eviden
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,17 +22,47 @@ from bot.embedding import normalise
 from bot.feeds import split_sentences
 from bot.models import Passage
 
+MIN_LANGUAGE_TEXTS = 10  # fewer background sentences of a language give a noisy mean of its own
+Languages = str | Sequence[str | None] | None  # one code for all rows, one a row, or none
+
 
 @dataclass(frozen=True)
 class Centering:
-    """Subtract a background mean and re-normalise; identity when `mean` is None."""
+    """Subtract a background mean and re-normalise; identity when `mean` is None.
+
+    `by_language` holds a mean per language (already blended with the global one): what every
+    Tajik news sentence shares is not what every English one shares, so a text is centred on
+    its own language's mean where there is one, and on the global mean otherwise."""
 
     mean: np.ndarray | None = None
+    by_language: Mapping[str, np.ndarray] = field(default_factory=dict)
 
-    def apply(self, vectors: np.ndarray) -> np.ndarray:
+    @classmethod
+    def of(cls, vectors: np.ndarray, languages: Sequence[str], *, weight: float,
+           min_texts: int = MIN_LANGUAGE_TEXTS) -> Centering:
+        """The global mean of `vectors` and, for each language with `min_texts` of them,
+        `weight` × its own mean + (1 − `weight`) × the global one."""
+        mean = vectors.mean(axis=0).astype(np.float32)
+        codes = np.array(languages, dtype=object)
+        by_language = {} if weight <= 0 else {
+            code: (weight * vectors[codes == code].mean(axis=0)
+                   + (1 - weight) * mean).astype(np.float32)
+            for code in sorted(set(languages)) if (codes == code).sum() >= min_texts}
+        return cls(mean, by_language)
+
+    def apply(self, vectors: np.ndarray, languages: Languages = None) -> np.ndarray:
         if self.mean is None:
             return vectors
-        return normalise(vectors - self.mean)
+        return normalise(vectors - self._means(self.mean, len(vectors), languages))
+
+    def _means(self, mean: np.ndarray, rows: int, languages: Languages) -> np.ndarray:
+        if not self.by_language or languages is None:
+            return mean
+        if isinstance(languages, str):
+            return self.by_language.get(languages, mean)
+        if not rows:
+            return mean
+        return np.stack([self.by_language.get(code or "", mean) for code in languages])
 
 
 MIN_SENTENCE_CHARS = 25  # shorter sentences ("He disagreed.") carry no claim on their own
