@@ -31,6 +31,7 @@ statements faces the same bar. The defaults were chosen on the eval data (README
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -202,8 +203,11 @@ class NarrativeIndex:
 
     def _centred(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """`vectors` of `texts` centred, each on the mean of the language it is written in."""
-        languages = [guess_language(t) for t in texts] if self.centering.by_language else None
-        return self.centering.apply(vectors, languages)
+        return self.centering.apply(vectors, self._languages(texts))
+
+    def _languages(self, texts: Sequence[str]) -> list[str] | None:
+        """The language each text looks like; None when the centring has one mean for all."""
+        return [_text_language(t) for t in texts] if self.centering.by_language else None
 
     def add_counter_examples(self, narrative_id: str, texts: Sequence[str],
                              vectors: np.ndarray) -> None:
@@ -265,14 +269,6 @@ class NarrativeIndex:
                         guard_hit=hits[j], guarded_out=bool(guarded[j]))
                 for j in range(len(stacked.entries))]
 
-    def eligible_scores(self, passages: Sequence[Passage], probe_vectors: np.ndarray,
-                        language: str | None = None) -> dict[str, float | None]:
-        """Each narrative's best score among passages that pass every rule but the threshold
-        (None when none does): the article alerts exactly when this reaches the threshold.
-        What `calibrate` needs to choose thresholds."""
-        scores = self.score(passages, probe_vectors, language=language, ignore_thresholds=True)
-        return {s.narrative_id: s.score if s.supported else None for s in scores}
-
     def match(self, passages: Sequence[Passage], probe_vectors: np.ndarray,
               language: str | None = None) -> list[Match]:
         return [Match(narrative_id=s.narrative_id, narrative_title=s.narrative_title,
@@ -285,8 +281,7 @@ class NarrativeIndex:
         """(texts × narratives) embedding scores and fused ranks, each text one passage (in
         the language it looks like): how the claim-retrieval eval ranks many narratives for
         one query."""
-        languages = [guess_language(t) for t in texts] if self.centering.by_language else None
-        probes = self._probe_scores(self._stacked, texts, vectors, languages)
+        probes = self._probe_scores(self._stacked, texts, vectors, self._languages(texts))
         return probes.pos, probes.rank
 
     def _probe_scores(self, stacked: _Stacked, texts: Sequence[str],
@@ -376,6 +371,10 @@ def _best(entry: _Entry, j: int, passages: Sequence[Passage], probes: _Probes,
         statement=entry.statement_texts[int(probes.statement[k, j])],
         supported=bool(supported.any()), rank=float(probes.rank[k, j]),
         probability=float(probes.prob[k, j]))
+
+
+# A reload or a 👎 rebuilds the index from the same hundreds of texts: guess each language once
+_text_language = functools.lru_cache(maxsize=16384)(guess_language)
 
 
 def _vstack(blocks: Sequence[np.ndarray]) -> np.ndarray:
